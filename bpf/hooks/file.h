@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: GPL-2.0 OR Apache-2.0 */
+/*
+ * File access enforcement: open, exec, executable mmap and mprotect.
+ * A zoned task may not use a file owned by another zone unless the pair is
+ * allowed. Host tasks and unowned files are never affected.
+ */
+#ifndef SYVA_HOOKS_FILE_H
+#define SYVA_HOOKS_FILE_H
+
+#include "syva_common.h"
+
+static __always_inline int syva_file_access(__u32 hook, struct file *file, __u32 selftest_pid)
+{
+	struct syva_target t = {};
+	struct syva_file_owner *owner;
+	__u64 cgid = bpf_get_current_cgroup_id();
+	__u32 caller;
+
+	if (syva_selftest_match(selftest_pid) && !syva_file_key(file, &t.file))
+		syva_selftest_record(hook, selftest_pid, cgid, &t.file);
+
+	caller = syva_cgroup_zone(cgid);
+	if (caller == SYVA_HOST_ZONE)
+		return 0;
+
+	if (syva_file_key(file, &t.file)) {
+		/* Fail open, but count it: health turns degraded. */
+		syva_count(hook, SYVA_VERDICT_ERROR);
+		return 0;
+	}
+	owner = bpf_map_lookup_elem(&syva_files, &t.file);
+	if (!owner) {
+		syva_count(hook, SYVA_VERDICT_ALLOW);
+		return 0;
+	}
+	t.zone = owner->zone_id;
+	t.dentry = BPF_CORE_READ(file, f_path.dentry);
+	return syva_enforce(hook, caller, cgid, &t);
+}
+
+static __always_inline __u32 syva_current_pid(void)
+{
+	return (__u32)bpf_get_current_pid_tgid();
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(syva_file_open, struct file *file, int ret)
+{
+	fmode_t mode = 0;
+
+	if (ret)
+		return ret;
+	/* Opens for execve are decided (and counted) by bprm_check_security,
+	 * which runs before anything of the file is executed. */
+	if (!syva_read(mode, file->f_mode) && (mode & FMODE_EXEC))
+		return 0;
+	return syva_file_access(SYVA_HOOK_FILE_OPEN, file, syva_current_pid());
+}
+
+SEC("lsm/bprm_check_security")
+int BPF_PROG(syva_bprm_check, struct linux_binprm *bprm, int ret)
+{
+	struct file *file = NULL;
+	struct task_struct *task, *parent = NULL;
+	__u32 parent_pid = 0;
+
+	if (ret)
+		return ret;
+	if (syva_read(file, bprm->file) || !file) {
+		syva_count(SYVA_HOOK_BPRM_CHECK, SYVA_VERDICT_ERROR);
+		return 0;
+	}
+	/* The exec self-test runs in a child of the self-test thread. */
+	task = bpf_get_current_task_btf();
+	if (!syva_read(parent, task->real_parent) && parent)
+		syva_read(parent_pid, parent->pid);
+	return syva_file_access(SYVA_HOOK_BPRM_CHECK, file, parent_pid);
+}
+
+SEC("lsm/mmap_file")
+int BPF_PROG(syva_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags, int ret)
+{
+	if (ret)
+		return ret;
+	if (!file || !(prot & PROT_EXEC))
+		return 0;
+	return syva_file_access(SYVA_HOOK_MMAP_FILE, file, syva_current_pid());
+}
+
+SEC("lsm/file_mprotect")
+int BPF_PROG(syva_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot,
+	     unsigned long prot, int ret)
+{
+	struct file *file = NULL;
+
+	if (ret)
+		return ret;
+	if (!(prot & PROT_EXEC))
+		return 0;
+	if (syva_read(file, vma->vm_file) || !file)
+		return 0;
+	return syva_file_access(SYVA_HOOK_FILE_MPROTECT, file, syva_current_pid());
+}
+
+#endif /* SYVA_HOOKS_FILE_H */

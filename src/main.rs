@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    syva::cli::main()
+}
