@@ -272,6 +272,24 @@ pub fn status_view(s: &pb::StatusResponse) -> StatusView {
         membership_conflicts: s.membership_conflicts,
         map_write_failures: s.map_write_failures,
         events_dropped: s.events_dropped,
+        adapters: s
+            .adapters
+            .iter()
+            .map(|a| model::view::AdapterStatusView {
+                source: a.source.clone(),
+                instance: a.instance.clone(),
+                problems: a
+                    .problems
+                    .iter()
+                    .map(|p| model::view::AdapterProblemView {
+                        object: p.object.clone(),
+                        message: p.message.clone(),
+                    })
+                    .collect(),
+                last_sync: rfc3339(a.last_sync.as_ref()),
+                reported_at: rfc3339(a.reported_at.as_ref()),
+            })
+            .collect(),
     }
 }
 

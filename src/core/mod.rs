@@ -36,6 +36,17 @@ use self::health::{KernelWatch, Report, Signals};
 use self::hooks::{HOOKS, VERDICTS};
 use self::state::Registry;
 
+/// The latest state an adapter reported (ReportAdapter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterReport {
+    pub source: String,
+    pub instance: String,
+    /// (object, message) pairs.
+    pub problems: Vec<(String, String)>,
+    pub last_sync: Option<std::time::SystemTime>,
+    pub reported_at: std::time::SystemTime,
+}
+
 /// Everything the RPC and HTTP handlers share.
 #[derive(Debug)]
 pub struct Engine {
@@ -47,6 +58,7 @@ pub struct Engine {
     pub boot_id: String,
     pub started: Instant,
     pub window: Duration,
+    adapters: std::sync::Mutex<std::collections::BTreeMap<(String, String), AdapterReport>>,
 }
 
 impl Engine {
@@ -59,6 +71,7 @@ impl Engine {
             boot_id: boot_id(),
             started: Instant::now(),
             window,
+            adapters: std::sync::Mutex::new(std::collections::BTreeMap::new()),
         }
     }
 
@@ -80,13 +93,37 @@ impl Engine {
     pub fn health(&self) -> Report {
         let _ = self.counters(); // refresh the kernel error/lost watch
         let dp = self.registry.dataplane();
-        health::evaluate(
+        let mut report = health::evaluate(
             &dp.attachments(),
             &dp.self_tests(),
             &self.signals,
             &self.kernel,
             self.window,
-        )
+        );
+        for a in self.adapters() {
+            if let Some((object, message)) = a.problems.first() {
+                report.reasons.push(format!(
+                    "adapter {}/{} reports {} problem(s), e.g. {object}: {message}",
+                    a.source,
+                    a.instance,
+                    a.problems.len()
+                ));
+                if report.health == Health::Healthy {
+                    report.health = Health::Degraded;
+                }
+            }
+        }
+        report
+    }
+
+    pub fn report_adapter(&self, report: AdapterReport) {
+        let mut all = self.adapters.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert((report.source.clone(), report.instance.clone()), report);
+    }
+
+    pub fn adapters(&self) -> Vec<AdapterReport> {
+        let all = self.adapters.lock().unwrap_or_else(|p| p.into_inner());
+        all.values().cloned().collect()
     }
 }
 

@@ -316,6 +316,45 @@ impl SyvaCore for CoreService {
         Ok(Response::new(pb::SetAuditModeResponse {}))
     }
 
+    async fn report_adapter(
+        &self,
+        req: Request<pb::ReportAdapterRequest>,
+    ) -> Result<Response<pb::ReportAdapterResponse>, Status> {
+        let r = req.into_inner();
+        if r.source.is_empty() || r.source.len() > 64 {
+            return Err(Status::invalid_argument("source: must be 1..=64 bytes"));
+        }
+        if r.instance.len() > 253 {
+            return Err(Status::invalid_argument(
+                "instance: must be at most 253 bytes",
+            ));
+        }
+        if r.problems.len() > 1000 {
+            return Err(Status::invalid_argument(
+                "problems: at most 1000 entries (summarize the rest)",
+            ));
+        }
+        let last_sync = match r.last_sync.as_ref() {
+            None => None,
+            Some(t) => Some(
+                proto::system_time(t)
+                    .ok_or_else(|| Status::invalid_argument("last_sync: not a valid timestamp"))?,
+            ),
+        };
+        self.engine.report_adapter(super::AdapterReport {
+            source: r.source,
+            instance: r.instance,
+            problems: r
+                .problems
+                .into_iter()
+                .map(|p| (p.object, p.message))
+                .collect(),
+            last_sync,
+            reported_at: std::time::SystemTime::now(),
+        });
+        Ok(Response::new(pb::ReportAdapterResponse {}))
+    }
+
     async fn watch_events(
         &self,
         _: Request<pb::WatchEventsRequest>,
@@ -470,6 +509,21 @@ pub fn status_to_pb(e: &Engine) -> pb::StatusResponse {
         membership_conflicts: e.signals.membership_conflicts.total(),
         map_write_failures: e.signals.map_write_failures.total(),
         events_dropped: e.signals.events_dropped.total(),
+        adapters: e
+            .adapters()
+            .into_iter()
+            .map(|a| pb::AdapterStatus {
+                source: a.source,
+                instance: a.instance,
+                problems: a
+                    .problems
+                    .into_iter()
+                    .map(|(object, message)| pb::AdapterProblem { object, message })
+                    .collect(),
+                last_sync: a.last_sync.map(proto::timestamp),
+                reported_at: Some(proto::timestamp(a.reported_at)),
+            })
+            .collect(),
     }
 }
 

@@ -657,6 +657,22 @@ fn print_status(s: &crate::model::view::StatusView) {
             h.hook, h.allow, h.deny, h.audit, h.error, h.lost
         );
     }
+    for a in &s.adapters {
+        println!(
+            "adapter:    {}/{}: {} (last sync {})",
+            a.source,
+            a.instance,
+            if a.problems.is_empty() {
+                "ok".to_owned()
+            } else {
+                format!("{} problem(s)", a.problems.len())
+            },
+            a.last_sync.as_deref().unwrap_or("never")
+        );
+        for p in &a.problems {
+            println!("  - {}: {}", p.object, p.message);
+        }
+    }
     println!(
         "membership: {} stale, {} conflicts; map write failures: {}; events dropped: {}",
         s.membership_stale, s.membership_conflicts, s.map_write_failures, s.events_dropped

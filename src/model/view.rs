@@ -151,6 +151,24 @@ pub struct StatusView {
     pub membership_conflicts: u64,
     pub map_write_failures: u64,
     pub events_dropped: u64,
+    pub adapters: Vec<AdapterStatusView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterProblemView {
+    pub object: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterStatusView {
+    pub source: String,
+    pub instance: String,
+    pub problems: Vec<AdapterProblemView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_at: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
