@@ -36,6 +36,9 @@ use self::health::{KernelWatch, Report, Signals};
 use self::hooks::{HOOKS, VERDICTS};
 use self::state::Registry;
 
+/// How long shutdown waits for connected clients.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// The latest state an adapter reported (ReportAdapter).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdapterReport {
@@ -343,13 +346,26 @@ pub async fn run(args: CoreArgs) -> Result<(), RoleError> {
     crate::telemetry::notify_ready();
 
     let service = rpc::CoreService::new(engine.clone()).into_server();
-    let served = tonic::transport::Server::builder()
+    // Graceful shutdown waits for open connections (event watchers,
+    // adapters); give them a few seconds, then close them.
+    let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+    let server = tonic::transport::Server::builder()
         .add_service(service)
-        .serve_with_incoming_shutdown(
-            UnixListenerStream::new(listener),
-            crate::telemetry::shutdown_signal(),
-        )
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+            crate::telemetry::shutdown_signal().await;
+            // Err only when nobody listens: the grace timer is gone already.
+            let _ = stopping_tx.send(true);
+        });
+    let served = tokio::select! {
+        r = server => r,
+        () = async {
+            let _ = stopping_rx.wait_for(|s| *s).await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "clients still connected after the grace period; closing them");
+            Ok(())
+        }
+    };
 
     tracing::info!("shutting down");
     stop_events.store(true, Ordering::Relaxed);

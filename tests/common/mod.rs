@@ -42,18 +42,40 @@ impl Core {
         Self::spawn(dir, socket, cgroup_root, extra)
     }
 
-    /// Start again on the same socket and cgroup root (a core restart).
-    pub fn restart(self) -> Self {
-        let Core {
-            mut child,
-            dir,
-            socket,
-            cgroup_root,
-            ..
-        } = self;
-        let _ = child.kill();
-        let _ = child.wait();
-        Self::spawn(dir, socket, cgroup_root, &[])
+    /// Kill core and start it again on the same socket and cgroup root.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (child, metrics, log) =
+            Self::launch(self.dir.path(), &self.socket, &self.cgroup_root, &[]);
+        self.child = child;
+        self.metrics = metrics;
+        self.log = log;
+        self.wait_ready();
+    }
+
+    fn launch(
+        dir: &Path,
+        socket: &Path,
+        cgroup_root: &Path,
+        extra: &[&str],
+    ) -> (Child, SocketAddr, PathBuf) {
+        let metrics = free_port();
+        let log = dir.join(format!("core-{}.log", metrics.port()));
+        let child = Command::new(SYVA)
+            .args(["core", "--dataplane", "memory", "--log", "debug"])
+            .arg("--socket")
+            .arg(socket)
+            .arg("--cgroup-root")
+            .arg(cgroup_root)
+            .arg("--metrics-addr")
+            .arg(metrics.to_string())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn syva core");
+        (child, metrics, log)
     }
 
     fn spawn(
@@ -62,21 +84,7 @@ impl Core {
         cgroup_root: PathBuf,
         extra: &[&str],
     ) -> Self {
-        let metrics = free_port();
-        let log = dir.path().join(format!("core-{}.log", metrics.port()));
-        let child = Command::new(SYVA)
-            .args(["core", "--dataplane", "memory", "--log", "debug"])
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--cgroup-root")
-            .arg(&cgroup_root)
-            .arg("--metrics-addr")
-            .arg(metrics.to_string())
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("spawn syva core");
+        let (child, metrics, log) = Self::launch(dir.path(), &socket, &cgroup_root, extra);
         let core = Core {
             child,
             dir,
