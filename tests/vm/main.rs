@@ -10,6 +10,8 @@
 //! - SYVA_VM_TIMEOUT: seconds before the guest is killed (default 600)
 //! - SYVA_VM_KEEP: keep the work directory (initramfs, console log)
 //! - SYVA_VM_SKIP=1: report the scenarios as ignored (machines without QEMU)
+//! - SYVA_VM_ONLY=text: only scenarios whose name contains `text`
+//! - SYVA_VM_DEMO=1: boot once with tests/vm/demo.sh and print what happens
 //!
 //! When the guest does not come up, every scenario fails with the console log.
 
@@ -26,7 +28,19 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
+/// `SYVA_VM_DEMO=1` (make demo): run only tests/vm/demo.sh and print it.
+fn demo_mode() -> bool {
+    std::env::var("SYVA_VM_DEMO").is_ok_and(|v| v == "1")
+}
+
 fn scenarios() -> Vec<(String, PathBuf)> {
+    if demo_mode() {
+        return vec![(
+            "00-demo".into(),
+            Path::new(MANIFEST).join("tests/vm/demo.sh"),
+        )];
+    }
+    let only = std::env::var("SYVA_VM_ONLY").ok();
     let dir = Path::new(MANIFEST).join("tests/vm/scenarios");
     let mut out: Vec<(String, PathBuf)> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
@@ -34,6 +48,7 @@ fn scenarios() -> Vec<(String, PathBuf)> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "sh"))
         .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+        .filter(|(name, _)| only.as_ref().is_none_or(|o| name.contains(o.as_str())))
         .collect();
     out.sort();
     out
@@ -328,6 +343,23 @@ fn check(name: &str) -> Result<(), Failed> {
 }
 
 fn main() {
+    if demo_mode() {
+        let run = boot();
+        match (&run.problem, run.results.get("00-demo")) {
+            (None, Some((rc, out))) => {
+                println!("{out}");
+                std::process::exit(if *rc == 0 { 0 } else { 1 });
+            }
+            _ => {
+                eprintln!(
+                    "{}\n{}",
+                    run.problem.as_deref().unwrap_or("no demo output"),
+                    run.console
+                );
+                std::process::exit(1);
+            }
+        }
+    }
     let args = Arguments::from_args();
     let skip = std::env::var("SYVA_VM_SKIP").is_ok_and(|v| v == "1");
     let trials = scenarios()
