@@ -46,13 +46,14 @@ static __always_inline __u32 syva_current_pid(void)
 SEC("lsm/file_open")
 int BPF_PROG(syva_file_open, struct file *file, int ret)
 {
-	fmode_t mode = 0;
+	unsigned int flags = 0;
 
 	if (ret)
 		return ret;
 	/* Opens for execve are decided (and counted) by bprm_check_security,
-	 * which runs before anything of the file is executed. */
-	if (!syva_read(mode, file->f_mode) && (mode & FMODE_EXEC))
+	 * which runs before anything of the file is executed; uselib() opens
+	 * are mapped executable and decided by mmap_file. */
+	if (!syva_read(flags, file->f_flags) && (flags & __FMODE_EXEC))
 		return 0;
 	return syva_file_access(SYVA_HOOK_FILE_OPEN, file, syva_current_pid());
 }

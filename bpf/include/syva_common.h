@@ -18,7 +18,9 @@
 /* Constants that are macros in the kernel and so are not in vmlinux.h. */
 #define EPERM 1
 #define PROT_EXEC 0x4
-#define FMODE_EXEC 0x20
+/* open_exec() passes __FMODE_EXEC in f_flags; userspace cannot set it
+ * (build_open_flags() strips it from open(2) flags). */
+#define __FMODE_EXEC 0x20
 #define S_IFMT 00170000
 #define S_IFDIR 0040000
 

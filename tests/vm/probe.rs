@@ -44,7 +44,7 @@ fn report(op: &str, target: &str, r: Result<(), i32>) -> ExitCode {
 fn usage() -> ExitCode {
     eprintln!(
         "usage: vmprobe open PATH | read PATH | exec PATH [ARGS..] | mmap-exec PATH | \
-         mmap-exec-fd FD | mprotect-exec-fd FD | cgroup-id | counter HOOK VERDICT | noop"
+         mmap-exec-fd FD | mmap-read-fd FD | mprotect-exec-fd FD | hold-fd PATH CMD.. | cgroup-id | counter HOOK VERDICT | noop"
     );
     ExitCode::from(100)
 }
@@ -124,6 +124,16 @@ fn main() -> ExitCode {
                 mmap_fd(fd, libc::PROT_READ | libc::PROT_EXEC).map(|_| ()),
             )
         }
+        "mmap-read-fd" => {
+            let Ok(fd) = arg.parse::<i32>() else {
+                return usage();
+            };
+            report(
+                "mmap-read-fd",
+                &arg,
+                mmap_fd(fd, libc::PROT_READ).map(|_| ()),
+            )
+        }
         "mprotect-exec-fd" => {
             let Ok(fd) = arg.parse::<i32>() else {
                 return usage();
@@ -190,8 +200,16 @@ fn main() -> ExitCode {
             // hold-fd PATH CMD..: open PATH as fd 3 (from the current zone) and exec CMD with it.
             match std::fs::File::open(&arg) {
                 Ok(f) => {
-                    // SAFETY: dup2 onto fd 3 of this process, which we then exec.
-                    unsafe { libc::dup2(f.as_raw_fd(), 3) };
+                    let fd = f.as_raw_fd();
+                    // SAFETY: fd manipulation on our own descriptors right
+                    // before exec: fd 3 must exist and survive the exec.
+                    unsafe {
+                        if fd == 3 {
+                            libc::fcntl(3, libc::F_SETFD, 0);
+                        } else {
+                            libc::dup2(fd, 3);
+                        }
+                    }
                     let err = std::os::unix::process::CommandExt::exec(
                         Command::new(&args[2]).args(&args[3..]),
                     );
