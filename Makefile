@@ -17,7 +17,7 @@ APT_PACKAGES := ca-certificates curl git build-essential clang libelf-dev zlib1g
 	make binutils qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio bpftool lz4 \
 	python3 python3-venv python3-pip util-linux coreutils
 
-.PHONY: all deps rust build demo test check lint fmt clean
+.PHONY: all deps rust vm-kernels build demo test check lint fmt clean
 
 all: build
 
@@ -28,7 +28,22 @@ deps: ## install system packages and a Rust toolchain if missing
 		echo "installing: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@$(MAKE) --no-print-directory rust
+	@$(MAKE) --no-print-directory rust vm-kernels
+
+# Extra kernels the VM tests boot besides /boot's cloud kernel: Debian 12's
+# 6.12 (bookworm-security), unpacked into a cache so /boot stays untouched.
+VM_KERNEL_DIR := /var/cache/syva/kernels
+vm-kernels:
+	@if ! ls $(VM_KERNEL_DIR)/vmlinuz-6.12.* >/dev/null 2>&1; then \
+		set -e; \
+		pkg=$$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$$' | awk '{print $$1}' | sort -V | tail -n 1); \
+		if [ -z "$$pkg" ]; then apt-get update -qq; pkg=$$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-cloud-amd64-unsigned$$' | awk '{print $$1}' | sort -V | tail -n 1); fi; \
+		echo "fetching $$pkg into $(VM_KERNEL_DIR)"; \
+		tmp=$$(mktemp -d); \
+		(cd $$tmp && apt-get download -q $$pkg 2>/dev/null) && dpkg-deb -x $$tmp/*.deb $$tmp/x; \
+		mkdir -p $(VM_KERNEL_DIR) && cp $$tmp/x/boot/vmlinuz-* $(VM_KERNEL_DIR)/; \
+		rm -rf $$tmp; \
+	fi
 
 rust: ## a Rust toolchain (rustup, stable) when cargo is not on PATH
 	@if ! command -v $(CARGO) >/dev/null 2>&1 && [ ! -x "$$HOME/.cargo/bin/cargo" ]; then \
