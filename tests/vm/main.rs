@@ -270,7 +270,7 @@ fn boot(kernel: &Path) -> Run {
             "-no-reboot",
         ])
         .args(["-net", "none", "-kernel"])
-        .arg(&kernel)
+        .arg(kernel)
         .arg("-initrd")
         .arg(&initrd)
         .args([
