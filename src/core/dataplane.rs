@@ -166,7 +166,7 @@ struct Maps {
     files: HashMap<FileKey, FileOwner>,
     comms: HashSet<(ZoneId, ZoneId)>,
     config: u32,
-    /// Test hook: writes left before every write fails.
+    /// Test hook: writes left before ONE write fails.
     writes_left: Option<u64>,
 }
 
@@ -185,13 +185,10 @@ impl MemoryDataplane {
         }
     }
 
-    /// Make every write after the next `n` fail (tests of rollback).
-    pub fn fail_writes_after(&self, n: u64) {
+    /// Let `n` writes succeed, then fail the next one once (like a map
+    /// that is full for one insert), for tests of rollback.
+    pub fn fail_write_after(&self, n: u64) {
         self.lock().writes_left = Some(n);
-    }
-
-    pub fn heal(&self) {
-        self.lock().writes_left = None;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
@@ -209,6 +206,7 @@ impl MemoryDataplane {
         let mut m = self.lock();
         if let Some(left) = m.writes_left.as_mut() {
             if *left == 0 {
+                m.writes_left = None;
                 return Err(DataplaneError::Map {
                     map,
                     op,
