@@ -64,6 +64,8 @@ pub enum Intent {
     DeleteFile { key: FileKey },
     PutComm { from: ZoneId, to: ZoneId },
     DeleteComm { from: ZoneId, to: ZoneId },
+    PutHostSocket { zone: ZoneId, socket: FileKey },
+    DeleteHostSocket { zone: ZoneId, socket: FileKey },
     SetConfig { flags: u32 },
 }
 
@@ -74,6 +76,7 @@ enum Undo {
     Member(CgroupId, Option<Member>),
     File(FileKey, Option<FileOwner>),
     Comm(ZoneId, ZoneId, bool),
+    HostSocket(ZoneId, FileKey, bool),
     Config(u32),
 }
 
@@ -154,6 +157,8 @@ struct Zone {
     members: BTreeSet<String>,
     /// Files the walk of the policy's host paths produced (what userspace put).
     files: HashMap<FileKey, u32>,
+    /// Host sockets the zone may use, resolved from allowed_host_sockets.
+    host_sockets: HashSet<FileKey>,
 }
 
 impl Zone {
@@ -327,6 +332,17 @@ impl Registry {
                     undo.push(Undo::Comm(from, to, old));
                 }
             }
+            Intent::PutHostSocket { zone, socket } => {
+                let old = dp.host_socket(zone, socket)?;
+                dp.put_host_socket(zone, socket)?;
+                undo.push(Undo::HostSocket(zone, socket, old));
+            }
+            Intent::DeleteHostSocket { zone, socket } => {
+                if dp.host_socket(zone, socket)? {
+                    dp.delete_host_socket(zone, socket)?;
+                    undo.push(Undo::HostSocket(zone, socket, true));
+                }
+            }
             Intent::SetConfig { flags } => {
                 let old = dp.config_flags()?;
                 dp.set_config_flags(flags)?;
@@ -347,6 +363,8 @@ impl Registry {
                 Undo::File(k, None) => dp.delete_file(k),
                 Undo::Comm(a, b, true) => dp.put_comm(a, b),
                 Undo::Comm(a, b, false) => dp.delete_comm(a, b),
+                Undo::HostSocket(z, k, true) => dp.put_host_socket(z, k),
+                Undo::HostSocket(z, k, false) => dp.delete_host_socket(z, k),
                 Undo::Config(flags) => dp.set_config_flags(flags),
             };
             if let Err(e) = r {
@@ -402,6 +420,7 @@ impl Registry {
         let removed_keys: HashSet<FileKey> = hostpath::walk(&removed, limit)
             .map(|v| v.into_iter().map(|f| f.key).collect())
             .unwrap_or_default();
+        let sockets = resolve_host_sockets(&policy)?;
         let current_files = self.dp.files()?;
 
         let mut inner = lock(&self.inner);
@@ -453,6 +472,23 @@ impl Registry {
                 intents.push(Intent::DeleteFile { key: *k });
             }
         }
+        let old_sockets = inner
+            .zones
+            .get(name)
+            .map(|z| z.host_sockets.clone())
+            .unwrap_or_default();
+        for k in sockets.difference(&old_sockets) {
+            intents.push(Intent::PutHostSocket {
+                zone: id,
+                socket: *k,
+            });
+        }
+        for k in old_sockets.difference(&sockets) {
+            intents.push(Intent::DeleteHostSocket {
+                zone: id,
+                socket: *k,
+            });
+        }
         let zone = Zone {
             id,
             policy,
@@ -464,6 +500,7 @@ impl Registry {
                 .map(|z| z.members.clone())
                 .unwrap_or_default(),
             files: desired,
+            host_sockets: sockets,
         };
         intents.insert(
             0,
@@ -599,6 +636,11 @@ impl Registry {
         for (cg, m) in self.dp.members()? {
             if m.zone == id {
                 intents.push(Intent::DeleteMember { cgroup: cg });
+            }
+        }
+        for (z, socket) in self.dp.host_sockets()? {
+            if z == id {
+                intents.push(Intent::DeleteHostSocket { zone: id, socket });
             }
         }
         let explicit: BTreeSet<_> = inner
@@ -1149,6 +1191,22 @@ fn walk_error(policy: &ZonePolicy, e: WalkError) -> CoreError {
             FieldError::new(format!("policy.host_paths[{idx}].path"), e.to_string()).into()
         }
     }
+}
+
+/// Socket files named by the policy, as (dev, ino) keys. Each must exist
+/// and be a socket: a typo must not silently allow nothing.
+fn resolve_host_sockets(policy: &ZonePolicy) -> Result<HashSet<FileKey>, CoreError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = HashSet::new();
+    for (i, p) in policy.allowed_host_sockets.iter().enumerate() {
+        let field = || format!("policy.allowed_host_sockets[{i}]");
+        let md = std::fs::metadata(p).map_err(|e| FieldError::new(field(), format!("{p}: {e}")))?;
+        if !md.file_type().is_socket() {
+            return Err(FieldError::new(field(), format!("{p} is not a Unix socket")).into());
+        }
+        out.insert(FileKey::from_stat(md.dev(), md.ino()));
+    }
+    Ok(out)
 }
 
 fn zone_table(inner: &Inner) -> BTreeMap<ZoneName, (ZoneId, &ZonePolicy)> {

@@ -43,3 +43,10 @@ finish() {
 	if [ "$FAILS" -eq 0 ]; then echo "scenario ok"; exit 0; fi
 	echo "$FAILS check(s) failed"; exit 1
 }
+
+# spawn_in CGROUP CMD...: start CMD in the background inside CGROUP; $! is
+# its pid (the shell execs CMD).
+spawn_in() {
+	_cg=$1; shift
+	sh -c 'echo 0 > "$0/cgroup.procs" && exec "$@"' "$CG/$_cg" "$@" &
+}
