@@ -26,24 +26,27 @@ static __always_inline int syva_unix(__u32 hook, struct sock *other)
 		return 0;
 	}
 	t.zone = syva_cgroup_zone(t.cgroup_id);
-	if (t.zone == SYVA_HOST_ZONE) {
+	/* A path-bound socket: its file names the peer in events and is what
+	 * a host allow list refers to. Abstract/unnamed sockets have none. */
+	{
 		struct unix_sock *u = (struct unix_sock *)other;
 		struct dentry *d = NULL;
 		struct inode *inode = NULL;
 
 		if (!syva_read(d, u->path.dentry) && d && !syva_read(inode, d->d_inode) && inode &&
-		    !syva_inode_key(inode, &t.file)) {
-			struct syva_host_socket_key k = {
-				.zone_id = caller,
-				.dev = t.file.dev,
-				.ino = t.file.ino,
-			};
-
+		    !syva_inode_key(inode, &t.file))
 			t.dentry = d;
-			if (bpf_map_lookup_elem(&syva_host_sockets, &k)) {
-				syva_count(hook, SYVA_VERDICT_ALLOW);
-				return 0;
-			}
+	}
+	if (t.zone == SYVA_HOST_ZONE && t.dentry) {
+		struct syva_host_socket_key k = {
+			.zone_id = caller,
+			.dev = t.file.dev,
+			.ino = t.file.ino,
+		};
+
+		if (bpf_map_lookup_elem(&syva_host_sockets, &k)) {
+			syva_count(hook, SYVA_VERDICT_ALLOW);
+			return 0;
 		}
 	}
 	return syva_enforce(hook, caller, cgid, &t, SYVA_RULE_PAIRS | SYVA_RULE_HOST_DENY);

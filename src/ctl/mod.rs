@@ -557,6 +557,8 @@ async fn events(api: &mut Api, args: EventsArgs, json: bool) -> Result<(), RoleE
         .await
         .map_err(|e| from_status("events", e))?
         .into_inner();
+    // Core subscribed before answering: from here on nothing is missed.
+    eprintln!("syva ctl: watching events (Ctrl-C to stop)");
     let deadline = args
         .timeout
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));

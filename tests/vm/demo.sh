@@ -19,9 +19,9 @@ say "Put a 'container' (the cgroup /demo-a) into zone a:"
 new_cgroup demo-a >/dev/null
 ctl container attach --id demo-a --zone a --cgroup-path /demo-a
 
-syva ctl events --count 2 --timeout 20 >/tmp/demo-events.txt 2>&1 &
+syva ctl events --count 2 --timeout 30 >/tmp/demo-events.txt 2>/tmp/demo-events.err &
 EVENTS=$!
-sleep 0.5 # let the event stream subscribe
+i=0; until grep -q watching /tmp/demo-events.err 2>/dev/null || [ $i -gt 100 ]; do sleep 0.1; i=$((i + 1)); done
 
 say "Inside zone a, read a's own file -> allowed:"
 run_in demo-a cat /srv/tenant-a/notes.txt && echo "   (allowed: same zone)"

@@ -28,14 +28,11 @@ expect_delta "host opens are not decisions" "$h0" "$h1" 0
 
 # Audit mode on the target zone: allowed, counted as audit, reported.
 must ctl zone register b --path /zones/b/secret --audit
-syva ctl --json events --count 1 --timeout 15 >/tmp/s01-ev.json 2>&1 &
-EV=$!
-sleep 0.5
 u0=$(counter file_open audit)
 expect_allow "audit: zone a opens zone b's file" run_in s01-a vmprobe open /zones/b/secret
 u1=$(counter file_open audit)
 expect_delta "file_open audit counter" "$u0" "$u1" 1
-wait $EV
+capture_event /tmp/s01-ev.json run_in s01-a vmprobe open /zones/b/secret
 if grep -q '"verdict": *"audit"' /tmp/s01-ev.json && grep -q '"hook": *"file_open"' /tmp/s01-ev.json \
 	&& grep -q '"path": *"/zones/b/secret"' /tmp/s01-ev.json; then
 	pass "audit: would-deny event"

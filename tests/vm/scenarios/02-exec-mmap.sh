@@ -43,15 +43,12 @@ expect_allow "mprotect: own zone's mapping"               vmprobe hold-fd /s02/x
 
 # --- audit mode of the caller's zone: allowed, counted, reported ---
 must ctl zone register s02x --recursive-path /s02/x --allow s02z --audit
-syva ctl --json events --count 1 --timeout 15 >/tmp/s02-events.json 2>&1 &
-EV=$!
-sleep 0.5
 au0=$(counter exec audit); d0=$(counter exec deny)
 expect_allow "audit: zone x runs zone y's binary" run_in s02-x vmprobe exec /s02/y/tool noop
 au1=$(counter exec audit); d1=$(counter exec deny)
 expect_delta "audit: audit counter" "$au0" "$au1" 1
 expect_delta "audit: deny counter unchanged" "$d0" "$d1" 0
-wait $EV
+capture_event /tmp/s02-events.json run_in s02-x vmprobe exec /s02/y/tool noop
 if grep -q '"verdict": *"audit"' /tmp/s02-events.json && grep -q '"hook": *"exec"' /tmp/s02-events.json \
 	&& grep -q '"caller_zone": *"s02x"' /tmp/s02-events.json && grep -q '"target_zone": *"s02y"' /tmp/s02-events.json; then
 	pass "audit: would-deny event with both zones"
@@ -68,11 +65,7 @@ must ctl audit off
 expect_deny  "node-wide audit off: denied again"          run_in s02-x vmprobe exec /s02/y/tool noop
 
 # --- deny events carry both zones, the caller and the path ---
-syva ctl --json events --count 1 --timeout 15 >/tmp/s02-deny.json 2>&1 &
-EV=$!
-sleep 0.5
-run_in s02-x vmprobe open /s02/y/tool >/dev/null
-wait $EV
+capture_event /tmp/s02-deny.json run_in s02-x vmprobe open /s02/y/tool
 if grep -q '"verdict": *"deny"' /tmp/s02-deny.json && grep -q '"path": *"/s02/y/tool"' /tmp/s02-deny.json \
 	&& grep -q '"comm": *"vmprobe"' /tmp/s02-deny.json; then
 	pass "deny event names zones, caller and path"

@@ -143,16 +143,20 @@ expect_allow "host cgroup file (unowned)"                     run_in s06-x vmpro
 expect_allow "host reads a zone's cgroup file"                vmprobe open /sys/fs/cgroup/s06-y/cgroup.stat
 
 echo "--- events name both zones and the target"
-syva ctl --json events --count 1 --timeout 15 >/tmp/s06-ev.json 2>&1 &
-EV=$!
-sleep 0.5
-run_in s06-x vmprobe kill $Y 0 >/dev/null
-wait $EV
+capture_event /tmp/s06-ev.json run_in s06-x vmprobe kill $Y 0
 if grep -q '"hook": *"signal"' /tmp/s06-ev.json && grep -q "\"target_pid\": *$Y" /tmp/s06-ev.json \
 	&& grep -q '"caller_zone": *"s06x"' /tmp/s06-ev.json && grep -q '"target_zone": *"s06y"' /tmp/s06-ev.json; then
 	pass "signal deny event: zones and target pid"
 else
 	fail "signal event: $(cat /tmp/s06-ev.json)"
+fi
+
+capture_event /tmp/s06-ev2.json run_in s06-x vmprobe connect-unix /tmp/s06-y.sock
+if grep -q '"hook": *"unix_connect"' /tmp/s06-ev2.json && grep -q '"path": *"s06-y.sock"' /tmp/s06-ev2.json \
+	&& grep -q '"target_zone": *"s06y"' /tmp/s06-ev2.json; then
+	pass "unix deny event names the peer socket and zone"
+else
+	fail "unix event: $(cat /tmp/s06-ev2.json)"
 fi
 
 kill $Y $X2 $P $T $H 2>/dev/null
