@@ -2,6 +2,7 @@
 #
 #   make demo   install what is missing, build, boot a VM and show a deny and an allow
 #   make test   install what is missing, run the whole test suite (unit, integration, VM)
+#   make bench  hook cost in the VM (ns per open/kill, with and without Syva)
 #   make build  the static release binary: target/x86_64-unknown-linux-gnu/release/syva
 #
 # Build flags live in .cargo/config.toml; nobody needs to set RUSTFLAGS.
@@ -17,7 +18,7 @@ APT_PACKAGES := ca-certificates curl git build-essential clang libelf-dev zlib1g
 	make binutils qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio bpftool lz4 \
 	python3 python3-venv python3-pip util-linux coreutils
 
-.PHONY: all deps rust vm-kernels build demo test check lint fmt clean
+.PHONY: all deps rust vm-kernels build demo bench test check lint fmt clean
 
 all: build
 
@@ -56,7 +57,11 @@ build:
 
 demo: deps ## boot the VM and show Syva denying and allowing
 	$(CARGO) build --release --locked --examples --bins
-	SYVA_VM_DEMO=1 $(CARGO) test --release --locked --test vm
+	SYVA_VM_SCRIPT=tests/vm/demo.sh $(CARGO) test --release --locked --test vm
+
+bench: deps ## hook cost in the VM: ns per operation with and without Syva
+	$(CARGO) build --release --locked --examples --bins
+	SYVA_VM_SCRIPT=tests/vm/bench.sh $(CARGO) test --release --locked --test vm
 
 test: deps ## the whole suite: unit, integration over real sockets, VM enforcement
 	$(CARGO) fmt --all -- --check

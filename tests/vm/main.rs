@@ -12,7 +12,8 @@
 //! - SYVA_VM_KEEP: keep the work directory (initramfs, console log)
 //! - SYVA_VM_SKIP=1: report the scenarios as ignored (machines without QEMU)
 //! - SYVA_VM_ONLY=text: only scenarios whose name contains `text`
-//! - SYVA_VM_DEMO=1: boot once with tests/vm/demo.sh and print what happens
+//! - SYVA_VM_SCRIPT=tests/vm/demo.sh (or bench.sh): boot once (first kernel),
+//!   run only that script and print its output
 //!
 //! When the guest does not come up, every scenario fails with the console log.
 
@@ -29,17 +30,15 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
-/// `SYVA_VM_DEMO=1` (make demo): run only tests/vm/demo.sh and print it.
-fn demo_mode() -> bool {
-    std::env::var("SYVA_VM_DEMO").is_ok_and(|v| v == "1")
+/// `SYVA_VM_SCRIPT=path` (make demo, make bench): run only that script
+/// and print its output.
+fn script_mode() -> Option<PathBuf> {
+    std::env::var_os("SYVA_VM_SCRIPT").map(|p| Path::new(MANIFEST).join(p))
 }
 
 fn scenarios() -> Vec<(String, PathBuf)> {
-    if demo_mode() {
-        return vec![(
-            "00-demo".into(),
-            Path::new(MANIFEST).join("tests/vm/demo.sh"),
-        )];
+    if let Some(script) = script_mode() {
+        return vec![("00-script".into(), script)];
     }
     let only = std::env::var("SYVA_VM_ONLY").ok();
     let dir = Path::new(MANIFEST).join("tests/vm/scenarios");
@@ -393,9 +392,9 @@ fn main() {
             .collect(),
     )
     .expect("set once");
-    if demo_mode() {
+    if script_mode().is_some() {
         let run = run_for(&kernels[0]);
-        match (&run.problem, run.results.get("00-demo")) {
+        match (&run.problem, run.results.get("00-script")) {
             (None, Some((rc, out))) => {
                 println!("{out}");
                 std::process::exit(if *rc == 0 { 0 } else { 1 });

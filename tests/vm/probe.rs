@@ -413,6 +413,29 @@ fn main() -> ExitCode {
             fd_pass(&arg, path)
         }
         "io-uring-open" => io_uring_open(&arg),
+        "bench-open" | "bench-kill" => {
+            // bench-open PATH N / bench-kill PID N: time N operations, print ns/op.
+            let n: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(20_000);
+            let pid: i32 = arg.parse().unwrap_or(0);
+            let c = CString::new(arg.clone()).unwrap_or_default();
+            let start = std::time::Instant::now();
+            for _ in 0..n {
+                // SAFETY: open/close of a valid path, or kill with signal 0.
+                unsafe {
+                    if op == "bench-open" {
+                        let fd = libc::open(c.as_ptr(), libc::O_RDONLY);
+                        if fd >= 0 {
+                            libc::close(fd);
+                        }
+                    } else {
+                        libc::kill(pid, 0);
+                    }
+                }
+            }
+            let ns = start.elapsed().as_nanos() / u128::from(n.max(1));
+            println!("{ns}");
+            ExitCode::SUCCESS
+        }
         "memfd-copy-exec" => {
             // Copy a binary into a memfd and execute it from there.
             let data = match std::fs::read(&arg) {

@@ -17,13 +17,13 @@ spawn_in s06-x2 vmprobe sleep 600; X2=$!
 spawn_in s06-p  vmprobe sleep 600; P=$!
 spawn_in s06-t  vmprobe sleep 600; T=$!
 vmprobe sleep 600 & H=$!
-spawn_in s06-y  vmprobe serve-unix /tmp/s06-y.sock
-spawn_in s06-x2 vmprobe serve-unix /tmp/s06-x.sock
-spawn_in s06-p  vmprobe serve-unix /tmp/s06-p.sock
-spawn_in s06-y  vmprobe serve-unix-dgram /tmp/s06-y.dgram
-vmprobe serve-unix /tmp/s06-host.sock &
-vmprobe serve-unix /tmp/s06-log.sock &
-vmprobe serve-unix-dgram /tmp/s06-host.dgram &
+spawn_in s06-y  vmprobe serve-unix /tmp/s06-y.sock; S1=$!
+spawn_in s06-x2 vmprobe serve-unix /tmp/s06-x.sock; S2=$!
+spawn_in s06-p  vmprobe serve-unix /tmp/s06-p.sock; S3=$!
+spawn_in s06-y  vmprobe serve-unix-dgram /tmp/s06-y.dgram; S4=$!
+vmprobe serve-unix /tmp/s06-host.sock & S5=$!
+vmprobe serve-unix /tmp/s06-log.sock & S6=$!
+vmprobe serve-unix-dgram /tmp/s06-host.dgram & S7=$!
 sleep 0.5
 
 must ctl zone register s06x --recursive-path /s06/x --allow s06p --host-socket /tmp/s06-log.sock
@@ -159,8 +159,7 @@ else
 	fail "unix event: $(cat /tmp/s06-ev2.json)"
 fi
 
-kill $Y $X2 $P $T $H 2>/dev/null
-pkill -f 'vmprobe serve-unix' 2>/dev/null
+kill $Y $X2 $P $T $H $S1 $S2 $S3 $S4 $S5 $S6 $S7 2>/dev/null
 for c in s06-x s06-x2 s06-y s06-p s06-t s06-t2; do ctl container detach --id $c >/dev/null; done
 for z in s06x s06y s06p s06t; do ctl zone remove $z >/dev/null; done
 finish
