@@ -134,7 +134,9 @@ impl Daemon {
             )));
         }
         let cgroup_root = match &args.cgroup_root {
-            Some(r) if r.is_dir() => r.clone(),
+            // Absolute and without symlinks: event paths are absolute.
+            Some(r) if r.is_dir() => std::fs::canonicalize(r)
+                .map_err(|e| config(format!("--cgroup-root {}: {e}", r.display())))?,
             Some(r) => {
                 return Err(config(format!(
                     "--cgroup-root {}: not a directory",
