@@ -299,7 +299,7 @@ async fn startup_reconciles_exactly_the_directory_and_leaves_other_sources_alone
     );
     // Untouched: still the api's, with its policy.
     assert_eq!(z["other"].source, "api");
-    assert_eq!(paths(&z["other"]), [api_path.clone()]);
+    assert_eq!(paths(&z["other"]), [api_path]);
     assert_eq!(
         z["other"].policy.as_ref().unwrap().mode,
         pb::EnforcementMode::Enforce as i32
@@ -422,7 +422,7 @@ async fn an_invalid_file_keeps_its_zone_in_force_and_is_reported() {
     println!("invalid file reported after {line:?}");
     // The last valid version stays: same path, member still attached.
     let z = zones(&c).await;
-    assert_eq!(paths(&z["web"]), [a.clone()]);
+    assert_eq!(paths(&z["web"]), std::slice::from_ref(&a));
     assert_eq!(z["web"].member_count, 1);
     assert_eq!(containers(&c).await.len(), 1);
     let status = c
