@@ -18,7 +18,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::stream::{self, StreamExt};
 
 use tonic::transport::Channel;
 
@@ -30,6 +32,9 @@ use super::SOURCE;
 use super::report::Problem;
 use super::rpc::{self, CoreDown, RpcError};
 use super::rules::{Resolution, RuleSet, container_key};
+
+/// Membership calls in flight at once.
+const IN_FLIGHT: usize = 16;
 
 /// A cgroup attached to a zone by this adapter, as core has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,20 +49,21 @@ pub struct Member {
 #[derive(Debug, Clone, Copy)]
 pub enum Scope<'a> {
     All,
-    /// One cgroup and its descendants.
-    Subtree(&'a str),
+    /// These cgroups and their descendants.
+    Subtrees(&'a [String]),
+}
+
+/// Is `rel` the cgroup `top` or inside it?
+fn within(top: &str, rel: &str) -> bool {
+    rel == top
+        || (rel.len() > top.len() && rel.starts_with(top) && rel.as_bytes()[top.len()] == b'/')
 }
 
 impl Scope<'_> {
     fn contains(&self, rel: &str) -> bool {
         match self {
             Scope::All => true,
-            Scope::Subtree(top) => {
-                rel == *top
-                    || (rel.len() > top.len()
-                        && rel.starts_with(top)
-                        && rel.as_bytes()[top.len()] == b'/')
-            }
+            Scope::Subtrees(tops) => tops.iter().any(|t| within(t, rel)),
         }
     }
 }
@@ -333,7 +339,7 @@ impl Membership {
 
     /// Compare the whole tree with core's list of our containers and fix
     /// every difference.
-    pub async fn full_sync(&mut self, api: &mut SyvaCoreClient<Channel>) -> Result<(), CoreDown> {
+    pub async fn full_sync(&mut self, api: &SyvaCoreClient<Channel>) -> Result<(), CoreDown> {
         let root = self.root.clone();
         let scanned = tokio::task::spawn_blocking(move || scan(&root, &root)).await;
         let tree = match scanned {
@@ -360,7 +366,7 @@ impl Membership {
         }) {
             self.tree_problem = None;
         }
-        let listed = match rpc::call(api.list_containers(pb::ListContainersRequest {
+        let listed = match rpc::call(api.clone().list_containers(pb::ListContainersRequest {
             zone: String::new(),
         }))
         .await
@@ -393,237 +399,277 @@ impl Membership {
             .iter()
             .map(|(r, p)| (r.clone(), p.clone()))
             .collect();
-        self.execute(api, plan, None).await
+        self.execute(api, plan, &HashMap::new()).await
     }
 
-    /// A cgroup appeared (or was renamed into place): attach what its
-    /// subtree holds that the rules select.
-    pub async fn on_created(
+    /// A batch of cgroup events: `created` cgroups (with when their event
+    /// was read, for the latency metric) and `removed` ones. The touched
+    /// subtrees are planned together (a parent and its child created in
+    /// one batch resolve like in a full sync) and applied.
+    ///
+    /// Subtrees are scanned inline: a new cgroup holds a handful of
+    /// directories at most, and a thread handoff would cost more than the
+    /// walk (this is on the path that bounds how long a new container runs
+    /// outside its zone).
+    pub async fn on_changes(
         &mut self,
-        api: &mut SyvaCoreClient<Channel>,
-        dir: &Path,
-        observed: Option<Instant>,
+        api: &SyvaCoreClient<Channel>,
+        created: &[(PathBuf, Option<Instant>)],
+        removed: &[PathBuf],
     ) -> Result<(), CoreDown> {
-        let Some(rel) = relative(&self.root, dir) else {
-            return Ok(());
-        };
-        if self.rules.is_empty() && !self.has_members_in(&rel) {
+        let mut tops: Vec<String> = Vec::new();
+        let mut tree: Vec<(String, u64)> = Vec::new();
+        let mut observed: HashMap<String, Instant> = HashMap::new();
+        let touched = created
+            .iter()
+            .map(|(d, at)| (d, *at, true))
+            .chain(removed.iter().map(|d| (d, None, false)));
+        for (dir, at, is_new) in touched {
+            let Some(rel) = relative(&self.root, dir) else {
+                continue;
+            };
+            let relevant = if is_new {
+                !self.rules.is_empty() || self.has_members_in(&rel)
+            } else {
+                self.has_members_in(&rel) || self.problems.keys().any(|k| within(&rel, k))
+            };
+            if !relevant {
+                continue;
+            }
+            // A removed directory may be back already (rmdir + mkdir): the
+            // scan says what exists now either way.
+            match scan(&self.root, dir) {
+                Ok(t) => {
+                    for (r, _) in &t {
+                        if let Some(at) = at {
+                            observed.entry(r.clone()).or_insert(at);
+                        }
+                    }
+                    tree.extend(t);
+                    tops.push(rel);
+                }
+                Err(e) => {
+                    // Not in scope: what we have there stays as it is.
+                    tracing::warn!(cgroup = %dir.display(), error = %e, "cannot scan a cgroup; the next resync will");
+                }
+            }
+        }
+        if tops.is_empty() {
             return Ok(());
         }
-        let root = self.root.clone();
-        let top = dir.to_path_buf();
-        let tree = match tokio::task::spawn_blocking(move || scan(&root, &top)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                tracing::warn!(cgroup = %dir.display(), error = %e, "cannot scan a new cgroup; the next resync will");
-                return Ok(());
-            }
-            Err(e) => {
-                tracing::warn!(cgroup = %dir.display(), error = %e, "cgroup scan task failed; the next resync will retry");
-                return Ok(());
-            }
-        };
-        self.apply_subtree(api, &rel, &tree, observed).await
-    }
-
-    /// A cgroup disappeared (or was renamed away): detach what we had there.
-    pub async fn on_removed(
-        &mut self,
-        api: &mut SyvaCoreClient<Channel>,
-        dir: &Path,
-    ) -> Result<(), CoreDown> {
-        let Some(rel) = relative(&self.root, dir) else {
-            return Ok(());
-        };
-        if !self.has_members_in(&rel)
-            && !self
-                .problems
-                .keys()
-                .any(|k| Scope::Subtree(&rel).contains(k))
-        {
-            return Ok(());
-        }
-        // The directory may be back already (rmdir + mkdir): look again.
-        let root = self.root.clone();
-        let top = dir.to_path_buf();
-        let tree = tokio::task::spawn_blocking(move || scan(&root, &top))
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        self.apply_subtree(api, &rel, &tree, None).await
-    }
-
-    fn has_members_in(&self, rel: &str) -> bool {
-        let scope = Scope::Subtree(rel);
-        self.members.values().any(|m| scope.contains(&m.rel))
-    }
-
-    async fn apply_subtree(
-        &mut self,
-        api: &mut SyvaCoreClient<Channel>,
-        rel: &str,
-        tree: &[(String, u64)],
-        observed: Option<Instant>,
-    ) -> Result<(), CoreDown> {
-        let scope = Scope::Subtree(rel);
-        let plan = plan(tree, &self.rules, &self.members, &self.frozen, scope);
+        // Parents before children across subtrees, each cgroup once.
+        tree.sort_by(|a, b| {
+            let depth = |r: &str| r.matches('/').count();
+            depth(&a.0).cmp(&depth(&b.0)).then_with(|| a.0.cmp(&b.0))
+        });
+        tree.dedup_by(|a, b| a.0 == b.0);
+        let scope = Scope::Subtrees(&tops);
+        let plan = plan(&tree, &self.rules, &self.members, &self.frozen, scope);
         self.problems.retain(|k, _| !scope.contains(k));
         for (r, p) in &plan.problems {
             self.problems.insert(r.clone(), p.clone());
         }
-        self.execute(api, plan, observed).await
+        self.execute(api, plan, &observed).await
     }
 
+    fn has_members_in(&self, rel: &str) -> bool {
+        self.members.values().any(|m| within(rel, &m.rel))
+    }
+
+    /// Detach, then attach, each group with up to IN_FLIGHT calls at once
+    /// (core serializes them; overlapping the round trips is what matters
+    /// when many containers start together).
     async fn execute(
         &mut self,
-        api: &mut SyvaCoreClient<Channel>,
+        api: &SyvaCoreClient<Channel>,
         plan: Plan,
-        observed: Option<Instant>,
+        observed: &HashMap<String, Instant>,
     ) -> Result<(), CoreDown> {
+        let mut down: Option<String> = None;
+
+        let mut detaches: Vec<(String, Member, u64)> = Vec::new();
         for key in plan.detach {
-            self.detach(api, &key).await?;
+            if let Some(m) = self.members.get(&key).cloned() {
+                let generation = self.generation();
+                detaches.push((key, m, generation));
+            }
         }
-        for (key, member) in plan.attach {
-            self.attach(api, key, member, observed).await?;
+        let calls = detaches.into_iter().map(|(key, m, generation)| {
+            let mut api = api.clone();
+            async move {
+                let req = pb::DetachContainerRequest {
+                    container_id: key.clone(),
+                    source: SOURCE.into(),
+                    generation,
+                };
+                let r = rpc::call(api.detach_container(req)).await;
+                (key, m, generation, r)
+            }
+        });
+        let results: Vec<_> = stream::iter(calls)
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        for (key, m, generation, r) in results {
+            match r {
+                Ok(resp) => {
+                    self.detached(&key, &m, generation, proto::outcome_from_pb(resp.outcome))
+                }
+                Err(RpcError::Down(e)) => down = Some(e),
+                Err(RpcError::Refused(s)) => self.detach_refused(&key, &m, &s),
+            }
+        }
+        if let Some(e) = down {
+            return Err(CoreDown(e));
+        }
+
+        let attaches: Vec<(String, Member, u64)> = plan
+            .attach
+            .into_iter()
+            .map(|(k, m)| (k, m, self.generation()))
+            .collect();
+        let calls = attaches.into_iter().map(|(key, want, generation)| {
+            let mut api = api.clone();
+            async move {
+                let req = pb::AttachContainerRequest {
+                    container_id: key.clone(),
+                    cgroup: Some(pb::attach_container_request::Cgroup::CgroupPath(format!(
+                        "/{}",
+                        want.rel
+                    ))),
+                    zone: want.zone.to_string(),
+                    source: SOURCE.into(),
+                    generation,
+                    observed_at: Some(proto::timestamp(SystemTime::now())),
+                    ..Default::default()
+                };
+                let r = rpc::call(api.attach_container(req)).await;
+                (key, want, generation, r)
+            }
+        });
+        let results: Vec<_> = stream::iter(calls)
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        for (key, want, generation, r) in results {
+            match r {
+                Ok(resp) => {
+                    let latency = observed.get(&want.rel).map(Instant::elapsed);
+                    self.attached(key, want, generation, &resp, latency);
+                }
+                Err(RpcError::Down(e)) => down = Some(e),
+                Err(RpcError::Refused(s)) => self.attach_refused(&key, &want, &s),
+            }
         }
         metrics::gauge!("syva_file_members").set(self.members.len() as f64);
-        Ok(())
-    }
-
-    async fn detach(
-        &mut self,
-        api: &mut SyvaCoreClient<Channel>,
-        key: &str,
-    ) -> Result<(), CoreDown> {
-        let Some(m) = self.members.get(key).cloned() else {
-            return Ok(());
-        };
-        let generation = self.generation();
-        let req = pb::DetachContainerRequest {
-            container_id: key.to_owned(),
-            source: SOURCE.into(),
-            generation,
-        };
-        let result = rpc::call(api.detach_container(req)).await;
-        let outcome = match result {
-            Ok(r) => proto::outcome_from_pb(r.outcome),
-            Err(RpcError::Down(m)) => return Err(CoreDown(m)),
-            Err(RpcError::Refused(s)) => {
-                metrics::counter!("syva_file_membership_ops_total", "op" => "detach", "result" => "refused").increment(1);
-                self.problems.insert(
-                    m.rel.clone(),
-                    Problem::cgroup(
-                        &m.rel,
-                        format!(
-                            "core refused to detach container {key} from zone {} ({:?}): {}",
-                            m.zone,
-                            s.code(),
-                            s.message()
-                        ),
-                    ),
-                );
-                if s.code() == tonic::Code::FailedPrecondition {
-                    // Another source manages it now: not ours any more.
-                    self.members.remove(key);
-                }
-                return Ok(());
-            }
-        };
-        match outcome {
-            Some(MembershipOutcome::Stale) => {
-                metrics::counter!("syva_file_membership_ops_total", "op" => "detach", "result" => "stale").increment(1);
-                self.problems.insert(
-                    m.rel.clone(),
-                    Problem::cgroup(
-                        &m.rel,
-                        format!(
-                            "core holds a newer generation for container {key}; detach ignored"
-                        ),
-                    ),
-                );
-            }
-            other => {
-                let result = other.map_or("unknown", MembershipOutcome::as_str);
-                metrics::counter!("syva_file_membership_ops_total", "op" => "detach", "result" => result).increment(1);
-                tracing::info!(container = %key, cgroup = %format!("/{}", m.rel), zone = %m.zone, generation, "cgroup detached");
-                self.members.remove(key);
-            }
+        match down {
+            Some(e) => Err(CoreDown(e)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    async fn attach(
+    fn detached(
         &mut self,
-        api: &mut SyvaCoreClient<Channel>,
+        key: &str,
+        m: &Member,
+        generation: u64,
+        outcome: Option<MembershipOutcome>,
+    ) {
+        let result = outcome.map_or("unknown", MembershipOutcome::as_str);
+        metrics::counter!("syva_file_membership_ops_total", "op" => "detach", "result" => result)
+            .increment(1);
+        if outcome == Some(MembershipOutcome::Stale) {
+            self.problems.insert(
+                m.rel.clone(),
+                Problem::cgroup(
+                    &m.rel,
+                    format!("core holds a newer generation for container {key}; detach ignored"),
+                ),
+            );
+            return;
+        }
+        tracing::info!(container = %key, cgroup = %format!("/{}", m.rel), zone = %m.zone, generation, "cgroup detached");
+        self.members.remove(key);
+    }
+
+    fn detach_refused(&mut self, key: &str, m: &Member, s: &tonic::Status) {
+        metrics::counter!("syva_file_membership_ops_total", "op" => "detach", "result" => "refused")
+            .increment(1);
+        self.problems.insert(
+            m.rel.clone(),
+            Problem::cgroup(
+                &m.rel,
+                format!(
+                    "core refused to detach container {key} from zone {} ({:?}): {}",
+                    m.zone,
+                    s.code(),
+                    s.message()
+                ),
+            ),
+        );
+        if s.code() == tonic::Code::FailedPrecondition {
+            // Another source manages it now: not ours any more.
+            self.members.remove(key);
+        }
+    }
+
+    fn attached(
+        &mut self,
         key: String,
         want: Member,
-        observed: Option<Instant>,
-    ) -> Result<(), CoreDown> {
-        let generation = self.generation();
-        let req = pb::AttachContainerRequest {
-            container_id: key.clone(),
-            cgroup: Some(pb::attach_container_request::Cgroup::CgroupPath(format!(
-                "/{}",
-                want.rel
-            ))),
-            zone: want.zone.to_string(),
-            source: SOURCE.into(),
+        generation: u64,
+        r: &pb::AttachContainerResponse,
+        latency: Option<Duration>,
+    ) {
+        let outcome = proto::outcome_from_pb(r.outcome);
+        let result = outcome.map_or("unknown", MembershipOutcome::as_str);
+        metrics::counter!("syva_file_membership_ops_total", "op" => "attach", "result" => result)
+            .increment(1);
+        if outcome == Some(MembershipOutcome::Stale) {
+            self.problems.insert(
+                want.rel.clone(),
+                Problem::cgroup(
+                    &want.rel,
+                    format!(
+                        "core holds a newer generation for container {key}; attach to zone {} \
+                         ignored",
+                        want.zone
+                    ),
+                ),
+            );
+            return;
+        }
+        if let Some(l) = latency {
+            metrics::histogram!("syva_file_attach_latency_seconds").record(l.as_secs_f64());
+        }
+        tracing::info!(
+            container = %key,
+            cgroup = %format!("/{}", want.rel),
+            zone = %want.zone,
             generation,
-            observed_at: Some(proto::timestamp(SystemTime::now())),
-            ..Default::default()
-        };
-        let status = match rpc::call(api.attach_container(req)).await {
-            Ok(r) => {
-                let outcome = proto::outcome_from_pb(r.outcome);
-                let result = outcome.map_or("unknown", MembershipOutcome::as_str);
-                metrics::counter!("syva_file_membership_ops_total", "op" => "attach", "result" => result).increment(1);
-                if outcome == Some(MembershipOutcome::Stale) {
-                    self.problems.insert(
-                        want.rel.clone(),
-                        Problem::cgroup(
-                            &want.rel,
-                            format!(
-                                "core holds a newer generation for container {key}; attach to \
-                                 zone {} ignored",
-                                want.zone
-                            ),
-                        ),
-                    );
-                    return Ok(());
-                }
-                let latency = observed.map(|t| t.elapsed());
-                if let Some(l) = latency {
-                    metrics::histogram!("syva_file_attach_latency_seconds").record(l.as_secs_f64());
-                }
-                tracing::info!(
-                    container = %key,
-                    cgroup = %format!("/{}", want.rel),
-                    zone = %want.zone,
-                    generation,
-                    cgroups_covered = r.cgroups_covered,
-                    latency_us = latency.map(|l| l.as_micros() as u64),
-                    "cgroup attached"
-                );
-                self.members.insert(
-                    key,
-                    Member {
-                        cgroup_id: r.cgroup_id,
-                        ..want
-                    },
-                );
-                return Ok(());
-            }
-            Err(RpcError::Down(m)) => return Err(CoreDown(m)),
-            Err(RpcError::Refused(s)) => s,
-        };
-        if status.code() == tonic::Code::NotFound && !self.root.join(&want.rel).is_dir() {
+            cgroups_covered = r.cgroups_covered,
+            latency_us = latency.map(|l| u64::try_from(l.as_micros()).unwrap_or(u64::MAX)),
+            "cgroup attached"
+        );
+        // The id core resolved the path to: the cgroup there now.
+        self.members.insert(
+            key,
+            Member {
+                cgroup_id: r.cgroup_id,
+                ..want
+            },
+        );
+    }
+
+    fn attach_refused(&mut self, key: &str, want: &Member, s: &tonic::Status) {
+        if s.code() == tonic::Code::NotFound && !self.root.join(&want.rel).is_dir() {
             // Gone before core saw it: nothing to enforce.
             tracing::debug!(cgroup = %want.rel, "cgroup vanished before it could be attached");
             metrics::counter!("syva_file_membership_ops_total", "op" => "attach", "result" => "vanished").increment(1);
-            return Ok(());
+            return;
         }
-        metrics::counter!("syva_file_membership_ops_total", "op" => "attach", "result" => "refused").increment(1);
+        metrics::counter!("syva_file_membership_ops_total", "op" => "attach", "result" => "refused")
+            .increment(1);
         self.problems.insert(
             want.rel.clone(),
             Problem::cgroup(
@@ -631,12 +677,11 @@ impl Membership {
                 format!(
                     "core refused to attach it to zone {} as container {key} ({:?}): {}",
                     want.zone,
-                    status.code(),
-                    status.message()
+                    s.code(),
+                    s.message()
                 ),
             ),
         );
-        Ok(())
     }
 }
 
@@ -775,7 +820,7 @@ mod tests {
             &r,
             &actual,
             &BTreeSet::new(),
-            Scope::Subtree("web.slice/new"),
+            Scope::Subtrees(&["web.slice/new".into()]),
         );
         assert!(p.detach.is_empty());
         assert_eq!(p.attach.len(), 1);
@@ -785,13 +830,16 @@ mod tests {
             &r,
             &actual,
             &BTreeSet::new(),
-            Scope::Subtree("web.slice/x"),
+            Scope::Subtrees(&["web.slice/x".into()]),
         );
         assert_eq!(p.detach, ["/web.slice/x"]);
         assert!(p.attach.is_empty());
         // Scope boundaries are path components.
-        assert!(!Scope::Subtree("web.slice/x").contains("web.slice/xy"));
-        assert!(Scope::Subtree("web.slice/x").contains("web.slice/x/y"));
+        assert!(!within("web.slice/x", "web.slice/xy"));
+        assert!(within("web.slice/x", "web.slice/x/y"));
+        let two = ["a".to_string(), "b/c".to_string()];
+        assert!(Scope::Subtrees(&two).contains("b/c/d"));
+        assert!(!Scope::Subtrees(&two).contains("b"));
     }
 
     #[test]
@@ -804,7 +852,7 @@ mod tests {
             &r,
             &actual,
             &BTreeSet::new(),
-            Scope::Subtree("web.slice/a.scope"),
+            Scope::Subtrees(&["web.slice/a.scope".into()]),
         );
         assert!(p.attach.is_empty() && p.detach.is_empty() && p.problems.is_empty());
     }

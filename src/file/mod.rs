@@ -47,6 +47,9 @@ const CORE_CHECK: Duration = Duration::from_secs(1);
 /// created before its watch was in place.
 const RESCAN_DELAY: Duration = Duration::from_millis(250);
 
+/// Most cgroup events handled as one batch.
+const MAX_BATCH: usize = 1024;
+
 pub async fn run(args: FileArgs) -> Result<(), RoleError> {
     if let Some(FileCommand::Check { path }) = &args.command {
         let path = path.clone().unwrap_or_else(|| args.policy_dir.clone());
@@ -280,7 +283,7 @@ impl Daemon {
         let frozen = self.zones.frozen(&pass);
         self.members
             .set_rules(self.zones.rules(&pass.removals), frozen);
-        self.members.full_sync(&mut self.api).await?;
+        self.members.full_sync(&self.api).await?;
         let mut problems = pass.problems;
         problems.extend(self.zones.remove(&mut self.api, &pass.removals).await?);
         self.zone_problems = problems;
@@ -343,26 +346,18 @@ impl Daemon {
         }
     }
 
-    /// Handle one cgroup event and whatever else is already queued.
+    /// Handle one cgroup event and whatever else is already queued, as one
+    /// batch.
     async fn on_cgroup_events(&mut self, first: CgroupEvent) -> Result<(), CoreDown> {
+        let mut created = Vec::new();
+        let mut removed = Vec::new();
+        let mut rescan = false;
         let mut next = Some(first);
-        let mut handled = 0;
         while let Some(ev) = next.take() {
             match ev {
-                CgroupEvent::Created(path, at) => {
-                    self.members
-                        .on_created(&mut self.api, &path, Some(at))
-                        .await?;
-                    self.rescans
-                        .push_back((tokio::time::Instant::now() + RESCAN_DELAY, path));
-                }
-                CgroupEvent::Removed(path) => {
-                    self.members.on_removed(&mut self.api, &path).await?;
-                }
-                CgroupEvent::Rescan => {
-                    tracing::warn!("cgroup events were lost; rescanning the whole tree");
-                    self.members.full_sync(&mut self.api).await?;
-                }
+                CgroupEvent::Created(path, at) => created.push((path, Some(at))),
+                CgroupEvent::Removed(path) => removed.push(path),
+                CgroupEvent::Rescan => rescan = true,
                 CgroupEvent::Failed(why) => {
                     let message = format!(
                         "watching the cgroup tree failed: {why}; new cgroups are found by the \
@@ -373,28 +368,34 @@ impl Daemon {
                     self.members.set_watch_problem(message);
                 }
             }
-            handled += 1;
             // Bounded batches keep the loop responsive to other work.
-            if handled < 256 {
+            if created.len() + removed.len() < MAX_BATCH {
                 next = self.cgroups.try_next();
             }
         }
+        if rescan {
+            tracing::warn!("cgroup events were lost; rescanning the whole tree");
+            self.members.full_sync(&self.api).await?;
+        } else {
+            self.members
+                .on_changes(&self.api, &created, &removed)
+                .await?;
+        }
+        let due = tokio::time::Instant::now() + RESCAN_DELAY;
+        self.rescans
+            .extend(created.into_iter().map(|(path, _)| (due, path)));
         self.report(false).await
     }
 
     async fn due_rescans(&mut self) -> Result<(), CoreDown> {
         let now = tokio::time::Instant::now();
-        while let Some((t, _)) = self.rescans.front() {
-            if *t > now {
-                break;
-            }
-            let Some((_, path)) = self.rescans.pop_front() else {
-                break;
-            };
-            if path.is_dir() {
-                self.members.on_created(&mut self.api, &path, None).await?;
+        let mut due = Vec::new();
+        while self.rescans.front().is_some_and(|(t, _)| *t <= now) {
+            if let Some((_, path)) = self.rescans.pop_front() {
+                due.push((path, None));
             }
         }
+        self.members.on_changes(&self.api, &due, &[]).await?;
         self.report(false).await
     }
 }
