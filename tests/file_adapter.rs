@@ -41,7 +41,11 @@ impl Adapter {
             .arg(&core.socket)
             .arg("--cgroup-root")
             .arg(&core.cgroup_root)
-            .args(["--resync-interval", "1h"])
+            .args(if extra.contains(&"--resync-interval") {
+                &[][..]
+            } else {
+                &["--resync-interval", "1h"][..]
+            })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -775,4 +779,69 @@ fn bad_flags_fail_at_start_with_the_flag_named() {
     ] {
         assert!(help.contains(flag), "{flag} missing from --help:\n{help}");
     }
+}
+
+#[tokio::test]
+async fn a_vanished_policy_directory_removes_nothing_and_a_new_one_is_watched() {
+    let core = Core::start();
+    let c = core.client().await;
+    let dir = policy_dir(&core);
+    common::write(&dir.join("web.toml"), "mode = \"audit\"\n");
+    let adapter = Adapter::start(&core, &dir, &["--resync-interval", "1s"]);
+    wait_for(&adapter, "web", || async {
+        zones(&c)
+            .await
+            .get("web")
+            .map(|_| ())
+            .ok_or_else(|| "no web".into())
+    })
+    .await;
+
+    // Unmounted, deleted by mistake: nothing is concluded from it.
+    std::fs::remove_dir_all(&dir).unwrap();
+    wait_for(
+        &adapter,
+        "the unreadable directory to be reported",
+        || async {
+            let p = problems(&c).await.unwrap_or_default();
+            if p.iter()
+                .any(|l| l.contains("cannot read the policy directory"))
+            {
+                Ok(())
+            } else {
+                Err(format!("{p:?}"))
+            }
+        },
+    )
+    .await;
+    assert!(zones(&c).await.contains_key("web"), "web was removed");
+
+    // A new directory in its place: read at the next resync, then watched.
+    std::fs::create_dir(&dir).unwrap();
+    common::write(&dir.join("db.toml"), "mode = \"audit\"\n");
+    wait_for(&adapter, "the new directory's zones", || async {
+        let z = zones(&c).await;
+        let names: Vec<&String> = z.keys().collect();
+        if names == ["db"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    })
+    .await;
+    common::write(&dir.join("api.toml"), "mode = \"audit\"\n");
+    wait_for(&adapter, "a change in the new directory", || async {
+        let z = zones(&c).await;
+        if z.contains_key("api") {
+            Ok(())
+        } else {
+            Err(format!("{:?}", z.keys()))
+        }
+    })
+    .await;
+    assert!(
+        adapter
+            .log_text()
+            .contains("the policy directory was replaced")
+    );
 }

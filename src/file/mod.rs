@@ -112,14 +112,21 @@ struct Daemon {
     boot_id: Option<String>,
     last_sync: Option<SystemTime>,
     policy: PolicyWatch,
+    /// (dev, ino) of the watched policy directory.
+    policy_id: Option<(u64, u64)>,
     cgroups: CgroupWatch,
     /// New cgroups to scan again (see RESCAN_DELAY).
     rescans: VecDeque<(tokio::time::Instant, PathBuf)>,
 }
 
 impl Daemon {
-    async fn start(args: FileArgs) -> Result<Self, RoleError> {
+    async fn start(mut args: FileArgs) -> Result<Self, RoleError> {
         let config = |e: String| RoleError::new(ExitKind::Config, e);
+        // Absolute (event paths and reported problems are), symlinks kept:
+        // a directory reached through a link that is later swapped is
+        // followed by the resync.
+        args.policy_dir = std::path::absolute(&args.policy_dir)
+            .map_err(|e| config(format!("--policy-dir {}: {e}", args.policy_dir.display())))?;
         if !args.policy_dir.is_dir() {
             return Err(config(format!(
                 "--policy-dir {}: not a directory",
@@ -158,6 +165,7 @@ impl Daemon {
         }
         // Watches first, then the initial sync: nothing created in between
         // goes unseen.
+        let policy_id = dir_id(&args.policy_dir);
         let policy = PolicyWatch::start(&args.policy_dir, args.debounce)
             .map_err(|e| RoleError::new(ExitKind::Other, e))?;
         let cgroups =
@@ -180,6 +188,7 @@ impl Daemon {
             boot_id: None,
             last_sync: None,
             policy,
+            policy_id,
             cgroups,
             rescans: VecDeque::new(),
             args,
@@ -275,6 +284,7 @@ impl Daemon {
         };
         self.note_boot_id(status.boot_id);
 
+        self.rearm_policy_watch();
         let dir = self.args.policy_dir.clone();
         let loaded = tokio::task::spawn_blocking(move || load::load_dir(&dir))
             .await
@@ -303,6 +313,28 @@ impl Daemon {
             "full sync done"
         );
         self.report(true).await
+    }
+
+    /// The policy directory was replaced (removed and created again, or a
+    /// symlink on its path swapped): the watch is on the old one; watch the
+    /// new one. Checked on every full sync, so at worst one resync late.
+    /// (A new directory may reuse the old inode number: the watch's own
+    /// "directory gone" flag covers that.)
+    fn rearm_policy_watch(&mut self) {
+        let now = dir_id(&self.args.policy_dir);
+        if now.is_none() || (now == self.policy_id && !self.policy.is_dead()) {
+            return;
+        }
+        match PolicyWatch::start(&self.args.policy_dir, self.args.debounce) {
+            Ok(w) => {
+                tracing::warn!(dir = %self.args.policy_dir.display(), "the policy directory was replaced; watching the new one");
+                self.policy = w;
+                self.policy_id = now;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot watch the replaced policy directory; changes apply at the periodic resync only");
+            }
+        }
     }
 
     async fn report(&mut self, force: bool) -> Result<(), CoreDown> {
@@ -398,6 +430,12 @@ impl Daemon {
         self.members.on_changes(&self.api, &due, &[]).await?;
         self.report(false).await
     }
+}
+
+/// (dev, ino) of a directory, following symlinks.
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
 }
 
 async fn sleep_until_opt(t: Option<tokio::time::Instant>) {

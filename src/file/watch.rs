@@ -45,6 +45,9 @@ fn is_change(kind: &EventKind) -> bool {
 pub struct PolicyWatch {
     _watcher: RecommendedWatcher,
     changed: mpsc::Receiver<()>,
+    /// The watched directory itself was removed or moved: this watch sees
+    /// nothing any more.
+    dead: Arc<AtomicBool>,
 }
 
 impl PolicyWatch {
@@ -54,9 +57,23 @@ impl PolicyWatch {
     pub fn start(dir: &Path, debounce: Duration) -> Result<Self, WatchError> {
         let raw = Arc::new(Notify::new());
         let signal = raw.clone();
+        let dead = Arc::new(AtomicBool::new(false));
+        let gone = dead.clone();
+        let watched = dir.to_path_buf();
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-                Ok(ev) if is_change(&ev.kind) || ev.need_rescan() => signal.notify_one(),
+                Ok(ev) if is_change(&ev.kind) || ev.need_rescan() => {
+                    let about_dir = ev.paths.iter().any(|p| *p == watched);
+                    if about_dir
+                        && matches!(
+                            ev.kind,
+                            EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+                        )
+                    {
+                        gone.store(true, Ordering::Release);
+                    }
+                    signal.notify_one();
+                }
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "policy directory watch error; re-reading it");
@@ -78,7 +95,13 @@ impl PolicyWatch {
         Ok(Self {
             _watcher: watcher,
             changed,
+            dead,
         })
+    }
+
+    /// The directory this watch was set on is gone (removed or renamed).
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
     }
 
     /// Resolves when the directory changed and then stayed quiet for the
