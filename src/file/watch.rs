@@ -63,7 +63,7 @@ impl PolicyWatch {
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
                 Ok(ev) if is_change(&ev.kind) || ev.need_rescan() => {
-                    let about_dir = ev.paths.iter().any(|p| *p == watched);
+                    let about_dir = ev.paths.contains(&watched);
                     if about_dir
                         && matches!(
                             ev.kind,
