@@ -845,3 +845,16 @@ async fn a_vanished_policy_directory_removes_nothing_and_a_new_one_is_watched() 
             .contains("the policy directory was replaced")
     );
 }
+
+#[test]
+fn the_shipped_example_policies_are_valid() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/policies");
+    let out = Command::new(SYVA)
+        .args(["file", "check"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{out:?}");
+    assert!(stdout.contains("4 policy file(s) valid"), "{stdout}");
+}
