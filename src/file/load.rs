@@ -56,11 +56,6 @@ pub struct ZoneSpec {
 }
 
 impl ZoneSpec {
-    /// Same zone content (policy and membership), wherever it came from.
-    pub fn same_intent(&self, other: &ZoneSpec) -> bool {
-        self.name == other.name && self.policy == other.policy && self.members == other.members
-    }
-
     /// A diagnostic for an error core returned about this zone: core's
     /// messages start with the field they are about, which is mapped back to
     /// its line and column in the file (else line 1, column 1).

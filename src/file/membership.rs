@@ -286,8 +286,10 @@ pub struct Membership {
     frozen: BTreeSet<ZoneName>,
     members: BTreeMap<String, Member>,
     problems: BTreeMap<String, Problem>,
-    /// Problem with the tree itself (cannot scan, cannot watch).
-    tree_problem: Option<Problem>,
+    /// The last full scan of the tree failed.
+    scan_problem: Option<Problem>,
+    /// Watching the tree failed: new cgroups wait for the resync.
+    watch_problem: Option<Problem>,
     next_generation: u64,
 }
 
@@ -304,13 +306,10 @@ impl Membership {
             frozen: BTreeSet::new(),
             members: BTreeMap::new(),
             problems: BTreeMap::new(),
-            tree_problem: None,
+            scan_problem: None,
+            watch_problem: None,
             next_generation: seed,
         }
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     pub fn set_rules(&mut self, rules: RuleSet, frozen: BTreeSet<ZoneName>) {
@@ -323,13 +322,16 @@ impl Membership {
     }
 
     pub fn problems(&self) -> impl Iterator<Item = &Problem> {
-        self.problems.values().chain(self.tree_problem.iter())
+        self.problems
+            .values()
+            .chain(self.scan_problem.iter())
+            .chain(self.watch_problem.iter())
     }
 
     /// The cgroup watch failed (e.g. the inotify watch limit): new cgroups
     /// are then found by the periodic resync only.
     pub fn set_watch_problem(&mut self, message: String) {
-        self.tree_problem = Some(Problem::new(self.root.display().to_string(), message));
+        self.watch_problem = Some(Problem::new(self.root.display().to_string(), message));
     }
 
     fn generation(&mut self) -> u64 {
@@ -345,27 +347,15 @@ impl Membership {
         let tree = match scanned {
             Ok(Ok(t)) => t,
             Ok(Err(e)) => {
-                // Without a listing nothing can be concluded: keep every
-                // attachment as it is.
-                self.tree_problem = Some(Problem::new(
-                    self.root.display().to_string(),
-                    format!("cannot scan the cgroup tree: {e}; membership is left as it is"),
-                ));
+                self.scan_failed(&e.to_string());
                 return Ok(());
             }
             Err(e) => {
-                self.tree_problem = Some(Problem::new(
-                    self.root.display().to_string(),
-                    format!("cgroup scan task failed: {e}"),
-                ));
+                self.scan_failed(&format!("scan task failed: {e}"));
                 return Ok(());
             }
         };
-        if self.tree_problem.as_ref().is_some_and(|p| {
-            p.message.starts_with("cannot scan") || p.message.starts_with("cgroup scan")
-        }) {
-            self.tree_problem = None;
-        }
+        self.scan_problem = None;
         let listed = match rpc::call(api.clone().list_containers(pb::ListContainersRequest {
             zone: String::new(),
         }))
@@ -470,6 +460,15 @@ impl Membership {
             self.problems.insert(r.clone(), p.clone());
         }
         self.execute(api, plan, &observed).await
+    }
+
+    /// Without a listing nothing can be concluded: every attachment stays
+    /// as it is, and the failure is reported.
+    fn scan_failed(&mut self, why: &str) {
+        self.scan_problem = Some(Problem::new(
+            self.root.display().to_string(),
+            format!("cannot scan the cgroup tree: {why}; membership is left as it is"),
+        ));
     }
 
     fn has_members_in(&self, rel: &str) -> bool {

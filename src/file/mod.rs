@@ -8,14 +8,14 @@
 //! check. See docs/file.md for the file format and the semantics.
 
 mod args;
-pub mod load;
-pub mod membership;
+mod load;
+mod membership;
 mod prometheus;
-pub mod reconcile;
-pub mod report;
-pub mod rpc;
-pub mod rules;
-pub mod watch;
+mod reconcile;
+mod report;
+mod rpc;
+mod rules;
+mod watch;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -168,7 +168,7 @@ impl Daemon {
         let policy_id = dir_id(&args.policy_dir);
         let policy = PolicyWatch::start(&args.policy_dir, args.debounce)
             .map_err(|e| RoleError::new(ExitKind::Other, e))?;
-        let cgroups =
+        let (cgroups, partial) =
             CgroupWatch::start(&cgroup_root).map_err(|e| RoleError::new(ExitKind::Other, e))?;
         tracing::info!(
             policy_dir = %args.policy_dir.display(),
@@ -178,11 +178,15 @@ impl Daemon {
             "syva file starting"
         );
         let api = CoreClient::lazy(&args.core_socket).api();
+        let mut members = Membership::new(cgroup_root);
+        if let Some(why) = partial {
+            members.set_watch_problem(watch_failed(&why));
+        }
         Ok(Self {
             instance,
             api,
             zones: Zones::default(),
-            members: Membership::new(cgroup_root),
+            members,
             reporter: Reporter::default(),
             zone_problems: Vec::new(),
             boot_id: None,
@@ -264,7 +268,7 @@ impl Daemon {
                     need_sync = true;
                 }
                 _ = core_check.tick() => {
-                    need_sync = self.core_changed().await;
+                    need_sync |= self.core_changed().await;
                 }
             }
         }
@@ -390,15 +394,7 @@ impl Daemon {
                 CgroupEvent::Created(path, at) => created.push((path, Some(at))),
                 CgroupEvent::Removed(path) => removed.push(path),
                 CgroupEvent::Rescan => rescan = true,
-                CgroupEvent::Failed(why) => {
-                    let message = format!(
-                        "watching the cgroup tree failed: {why}; new cgroups are found by the \
-                         periodic resync only (raise fs.inotify.max_user_watches if the limit \
-                         was reached)"
-                    );
-                    tracing::error!("{message}");
-                    self.members.set_watch_problem(message);
-                }
+                CgroupEvent::Failed(why) => self.members.set_watch_problem(watch_failed(&why)),
             }
             // Bounded batches keep the loop responsive to other work.
             if created.len() + removed.len() < MAX_BATCH {
@@ -430,6 +426,16 @@ impl Daemon {
         self.members.on_changes(&self.api, &due, &[]).await?;
         self.report(false).await
     }
+}
+
+/// The problem reported when the cgroup watch fails.
+fn watch_failed(why: &str) -> String {
+    let message = format!(
+        "watching the cgroup tree failed: {why}; new cgroups are found by the periodic resync \
+         only (raise fs.inotify.max_user_watches if the limit was reached)"
+    );
+    tracing::error!("{message}");
+    message
 }
 
 /// (dev, ino) of a directory, following symlinks.

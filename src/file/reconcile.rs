@@ -157,7 +157,7 @@ impl Zones {
             }
             pass.removals.push(name);
         }
-        // Zones we had in force that core no longer has and no file wants.
+        // Forget zones no file describes any more (removed below).
         self.in_force
             .retain(|z, _| desired.contains_key(z) || pass.held.contains(z));
         Ok(pass)
@@ -223,7 +223,10 @@ impl Zones {
                 metrics::counter!("syva_file_zone_applies_total", "result" => "refused")
                     .increment(1);
                 let d = spec.diagnostic(status.message());
-                let kept = if self.in_force.contains_key(&spec.name) {
+                let in_core = actual
+                    .get(spec.name.as_str())
+                    .is_some_and(|z| z.source == SOURCE);
+                let kept = if self.in_force.contains_key(&spec.name) || in_core {
                     "the previous version stays in force"
                 } else {
                     "the zone is not in force"

@@ -155,8 +155,10 @@ pub struct CgroupWatch {
 impl CgroupWatch {
     /// Watch every cgroup below `root`; new cgroups are watched as they
     /// appear. Start this before the initial scan so nothing created in
-    /// between is missed.
-    pub fn start(root: &Path) -> Result<Self, WatchError> {
+    /// between is missed. A tree that cannot be watched completely (the
+    /// inotify watch limit) is not fatal: the watch covers what it could,
+    /// the periodic resync the rest, and the returned message says so.
+    pub fn start(root: &Path) -> Result<(Self, Option<String>), WatchError> {
         let (tx, events) = mpsc::channel(CGROUP_QUEUE);
         let overflow = Arc::new(AtomicBool::new(false));
         let lost = overflow.clone();
@@ -201,17 +203,18 @@ impl CgroupWatch {
             path: root.to_path_buf(),
             source,
         })?;
-        watcher
+        let partial = watcher
             .watch(root, RecursiveMode::Recursive)
-            .map_err(|source| WatchError {
-                path: root.to_path_buf(),
-                source,
-            })?;
-        Ok(Self {
-            _watcher: watcher,
-            events,
-            overflow,
-        })
+            .err()
+            .map(|e| format!("cannot watch every cgroup below {}: {e}", root.display()));
+        Ok((
+            Self {
+                _watcher: watcher,
+                events,
+                overflow,
+            },
+            partial,
+        ))
     }
 
     /// The next event; `Rescan` first when the queue overflowed.
