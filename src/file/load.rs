@@ -114,6 +114,7 @@ struct RawZone {
     host_paths: Option<Spanned<Vec<Spanned<RawHostPath>>>>,
     allowed_zones: Option<Spanned<Vec<Spanned<String>>>>,
     allow_ptrace: Option<Spanned<bool>>,
+    allowed_host_sockets: Option<Spanned<Vec<Spanned<String>>>>,
     membership: Option<Spanned<RawMembership>>,
 }
 
@@ -205,6 +206,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ZoneSpec, Invalid> {
         && raw.host_paths.is_none()
         && raw.allowed_zones.is_none()
         && raw.allow_ptrace.is_none()
+        && raw.allowed_host_sockets.is_none()
         && raw.membership.is_none();
     if is_empty {
         c.error(
@@ -310,6 +312,26 @@ pub fn parse(path: &Path, text: &str) -> Result<ZoneSpec, Invalid> {
         }
     }
 
+    // allowed_host_sockets
+    let mut allowed_host_sockets: Vec<String> = Vec::new();
+    if let Some(list) = &raw.allowed_host_sockets {
+        positions.insert("policy.allowed_host_sockets".to_owned(), c.at(list.span()));
+        for (i, p) in list.get_ref().iter().enumerate() {
+            positions.insert(format!("policy.allowed_host_sockets[{i}]"), c.at(p.span()));
+            let field = format!("allowed_host_sockets[{i}]");
+            if let Err(m) = model::validate_abs_path(p.get_ref()) {
+                c.error(p.span(), format!("{field}: {m}"));
+            } else if allowed_host_sockets.contains(p.get_ref()) {
+                c.error(
+                    p.span(),
+                    format!("{field}: {:?} is listed twice", p.get_ref()),
+                );
+            } else {
+                allowed_host_sockets.push(p.get_ref().clone());
+            }
+        }
+    }
+
     // membership
     let mut patterns: Vec<CgroupPattern> = Vec::new();
     let mut container_ids: Vec<String> = Vec::new();
@@ -349,6 +371,7 @@ pub fn parse(path: &Path, text: &str) -> Result<ZoneSpec, Invalid> {
                 host_paths,
                 allowed_zones,
                 allow_ptrace,
+                allowed_host_sockets,
             },
             members: MemberRules::new(patterns, container_ids),
             positions,
@@ -501,6 +524,7 @@ zone_type = "isolated"
 mode = "audit"
 allowed_zones = ["db", "cache"]
 allow_ptrace = true
+allowed_host_sockets = ["/dev/log", "/run/systemd/notify"]
 
 [[host_paths]]
 path = "/srv/web"
@@ -519,6 +543,10 @@ container_ids = ["3f2a9c0e1b2d"]
         assert_eq!(spec.policy.mode, EnforcementMode::Audit);
         assert!(spec.policy.allow_ptrace);
         assert_eq!(spec.policy.allowed_zones.len(), 2);
+        assert_eq!(
+            spec.policy.allowed_host_sockets,
+            ["/dev/log", "/run/systemd/notify"]
+        );
         assert_eq!(
             spec.policy.host_paths,
             vec![
@@ -582,12 +610,13 @@ container_ids = ["3f2a9c0e1b2d"]
 name = \"web\"
 allowed_zones = [\"db\", \"../x\", \"web\", \"db\"]
 host_paths = [{ path = \"relative\" }, { path = \"/ok\" }, { path = \"/ok\" }]
+allowed_host_sockets = [\"dev/log\", \"/dev/log\", \"/dev/log\"]
 [membership]
 cgroups = [\"**\", \"a//b\"]
 container_ids = [\"XYZ\"]
 ";
         let e = errors(text);
-        assert_eq!(e.len(), 8, "{e:#?}");
+        assert_eq!(e.len(), 10, "{e:#?}");
         assert!(
             e.iter().any(|m| m.contains(":2:24: allowed_zones[1]")),
             "{e:#?}"
@@ -612,7 +641,7 @@ container_ids = [\"XYZ\"]
             "{e:#?}"
         );
         assert!(
-            e.iter().any(|m| m.contains(":5:12: membership.cgroups[0]")),
+            e.iter().any(|m| m.contains(":6:12: membership.cgroups[0]")),
             "{e:#?}"
         );
         assert!(
@@ -621,7 +650,17 @@ container_ids = [\"XYZ\"]
         );
         assert!(
             e.iter()
-                .any(|m| m.contains(":6:18: membership.container_ids[0]")),
+                .any(|m| m.contains(":7:18: membership.container_ids[0]")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter().any(|m| m
+                .contains(":4:25: allowed_host_sockets[0]: \"dev/log\" is not an absolute path")),
+            "{e:#?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.contains(":4:48: allowed_host_sockets[2]: \"/dev/log\" is listed twice")),
             "{e:#?}"
         );
     }
