@@ -444,8 +444,11 @@ pub fn load_dir(dir: &Path) -> Result<Vec<LoadedFile>, DirError> {
         let entry = entry.map_err(dir_err)?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else {
-            // A non-UTF-8 name cannot be a zone name either: report it below.
-            paths.push(entry.path());
+            // A policy file with a non-UTF-8 name cannot name its zone: it
+            // is loaded so that it is reported, not silently skipped.
+            if entry.path().extension().is_some_and(|e| e == "toml") {
+                paths.push(entry.path());
+            }
             continue;
         };
         if is_policy_file(name) {

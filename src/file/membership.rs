@@ -371,6 +371,9 @@ impl Membership {
         for c in listed.into_iter().filter(|c| c.source == SOURCE) {
             self.next_generation = self.next_generation.max(c.generation);
             let Ok(zone) = ZoneName::new(c.zone.clone()) else {
+                // Core only stores validated names; a container we cannot
+                // name the zone of is left as it is.
+                tracing::warn!(container = %c.container_id, zone = %c.zone, "core listed an invalid zone name");
                 continue;
             };
             let rel = c.cgroup_path.trim_start_matches('/').to_owned();
