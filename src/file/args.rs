@@ -15,7 +15,7 @@ use crate::client::DEFAULT_SOCKET;
 /// makes core hold exactly the zones the directory describes (only zones it
 /// owns: source "file"), then applies every change within a second. A file
 /// that becomes invalid is reported (log, metric, `syva ctl status`) and the
-/// last valid version of its zone stays in force. See docs/file.md.
+/// last valid version of its zone stays in force. See packaging/doc/file.md.
 #[derive(Debug, Clone, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct FileArgs {

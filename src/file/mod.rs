@@ -5,7 +5,7 @@
 //! One task owns all state and handles, in order: the full sync (at start,
 //! after a policy change, periodically, and after core restarts), cgroup
 //! events (attach/detach as cgroups come and go) and the core liveness
-//! check. See docs/file.md for the file format and the semantics.
+//! check. See packaging/doc/file.md for the file format and the semantics.
 
 mod args;
 mod load;

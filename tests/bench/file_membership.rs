@@ -8,7 +8,7 @@
 //!   cargo bench --profile release --bench file_membership
 //! SYVA_BENCH_N sets the number of cgroups per phase (default 300).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;
