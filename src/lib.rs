@@ -3,6 +3,7 @@
 //! `cli` for the entry point and README.md for the design.
 
 pub mod api;
+pub mod cgroup;
 pub mod cli;
 pub mod client;
 pub mod core;

@@ -113,7 +113,7 @@ pub fn c_string(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::cgroup::CgroupFs;
+    use crate::cgroup::CgroupFs;
     use crate::core::dataplane::{Capacities, MemoryDataplane};
     use crate::core::health::Signals;
 

@@ -35,6 +35,14 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
     tokio::net::TcpListener::bind(addr).await
 }
 
+/// Serve until the process exits; a failure is logged (health endpoints
+/// are diagnostics: enforcement goes on without them).
+pub async fn serve(listener: tokio::net::TcpListener, app: Router) {
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "metrics server stopped");
+    }
+}
+
 async fn metrics(State(s): State<AppState>) -> Response {
     let Some(handle) = s.prometheus.clone() else {
         return (StatusCode::NOT_FOUND, "metrics are disabled\n").into_response();

@@ -5,7 +5,6 @@
 
 pub mod args;
 pub mod bpf;
-pub mod cgroup;
 pub mod dataplane;
 pub mod events;
 pub mod health;
@@ -29,12 +28,12 @@ use crate::error::{ExitKind, RoleError};
 use crate::model::view::Health;
 
 use self::args::{CoreArgs, DataplaneKind, Listen};
-use self::cgroup::CgroupFs;
 use self::dataplane::{Capacities, Dataplane, HookCounts, MemoryDataplane};
 use self::events::EventHub;
 use self::health::{KernelWatch, Report, Signals};
 use self::hooks::{HOOKS, VERDICTS};
 use self::state::Registry;
+use crate::cgroup::CgroupFs;
 
 /// How long shutdown waits for connected clients.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -305,12 +304,10 @@ pub async fn run(args: CoreArgs) -> Result<(), RoleError> {
             .map(|a| a.to_string())
             .unwrap_or_default();
         tracing::info!(addr = %local, "serving /metrics, /healthz, /readyz");
-        let app = http::router(engine.clone(), prometheus);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "metrics server stopped");
-            }
-        });
+        tokio::spawn(http::serve(
+            listener,
+            http::router(engine.clone(), prometheus),
+        ));
     }
 
     // Health sampler: keeps "recent" accurate and logs transitions.

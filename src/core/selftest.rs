@@ -23,9 +23,9 @@ use std::process::Command;
 
 use crate::model::{CgroupId, FileKey, ZoneId};
 
-use super::cgroup::CgroupFs;
 use super::dataplane::{Dataplane, MEMBER_INHERITED, Member, SelfTest, SelfTestOutcome};
 use super::maps::BpfDataplane;
+use crate::cgroup::CgroupFs;
 
 /// A zone id no real zone can have (zones are 1..=max_zones).
 const SELFTEST_ZONE: ZoneId = ZoneId(u32::MAX);

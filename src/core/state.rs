@@ -20,13 +20,13 @@ use crate::model::{
     ZoneType,
 };
 
-use super::cgroup::{CgroupError, CgroupFs};
 use super::dataplane::{
     CONFIG_AUDIT, Dataplane, DataplaneError, FileOwner, MEMBER_INHERITED, Member, file_flags,
     zone_flags,
 };
 use super::health::Signals;
 use super::hostpath::{self, WalkError};
+use crate::cgroup::{CgroupError, CgroupFs};
 
 /// Errors of registry operations; `rpc.rs` maps each kind to one gRPC code.
 #[derive(Debug, thiserror::Error)]

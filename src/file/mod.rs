@@ -153,7 +153,7 @@ impl Daemon {
                     r.display()
                 )));
             }
-            None => crate::core::cgroup::CgroupFs::discover()
+            None => crate::cgroup::CgroupFs::discover()
                 .map_err(|e| RoleError::new(ExitKind::Unsupported, e))?
                 .root()
                 .to_path_buf(),

@@ -1,4 +1,6 @@
 //! The cgroup v2 hierarchy: where it is mounted, path <-> id, descendants.
+//! Shared by `core` (attach by path, self-tests) and `file` (membership
+//! rules); reads the filesystem only.
 //! Every function takes the hierarchy root as a parameter (`CgroupFs`), so
 //! tests run against a temporary directory.
 
