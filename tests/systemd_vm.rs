@@ -479,6 +479,7 @@ fn core_unit_is_ready_when_attached_healthy_and_enforcing() {
                 "socket",
                 "enforce-deny",
                 "enforce-allow",
+                "enforce-late-mount",
             ],
             &["enforce-setup"],
             false,

@@ -73,6 +73,19 @@ else
 fi
 out=$(in_a cat /srv/vmcheck/a/own 2>&1)
 if [ "$out" = a ]; then ok enforce-allow "own file readable"; else bad enforce-allow "$out"; fi
+# A file system mounted on the host after core started (a container's root
+# file system, a volume) is visible in core's mount namespace: the unit's
+# namespace receives host mounts.
+mkdir -p /srv/vmcheck/late
+mount -t tmpfs late /srv/vmcheck/late
+echo l >/srv/vmcheck/late/secret
+setup=$(syva ctl zone register vmcl --recursive-path /srv/vmcheck/late 2>&1)
+out=$(in_a cat /srv/vmcheck/late/secret 2>&1)
+if [ -n "$setup" ] && echo "$out" | grep -q 'Operation not permitted'; then
+	ok enforce-late-mount "a tmpfs mounted after core started is protected: $out"
+else
+	bad enforce-late-mount "register: $(echo "$setup" | oneline) read: $out"
+fi
 
 # ---- adapters: their sandbox, after core -------------------------------------------
 for a in file api; do
