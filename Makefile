@@ -3,7 +3,6 @@
 #   make demo   install what is missing, build, boot a VM and show a deny and an allow
 #   make test   install what is missing, run the whole test suite (unit, integration, VM)
 #   make build  the static release binary: target/x86_64-unknown-linux-gnu/release/syva
-#   make package  the .deb and .rpm in target/package (make image: the container image)
 #
 # Build flags live in .cargo/config.toml; nobody needs to set RUSTFLAGS.
 
@@ -14,17 +13,14 @@ BIN := target/$(TARGET)/release/syva
 # Debian 12 packages: build (clang, libelf/zlib static libs), VM tests (qemu,
 # cloud kernel, busybox, cpio), binary checks (binutils), vmlinux.h
 # regeneration (bpftool, lz4), schema fuzzing of the REST API (python3-venv),
-# packaging and its tests (rpm: rpmbuild; systemd: systemd-analyze,
+# packaging and its tests (rpm: rpmbuild; systemd: systemd-analyze and
 # systemd-sysusers; prometheus: promtool).
 APT_PACKAGES := ca-certificates curl git build-essential clang libelf-dev zlib1g-dev pkg-config \
 	make binutils qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio bpftool lz4 \
 	python3 python3-venv python3-pip util-linux coreutils \
 	rpm systemd prometheus
 
-# Cargo tools, pinned: cargo-deb builds the .deb from [package.metadata.deb].
-CARGO_DEB_VERSION := 3.8.0
-
-.PHONY: all deps rust tools vm-kernels build package image demo test check lint fmt clean
+.PHONY: all deps rust vm-kernels build demo test check lint fmt clean
 
 all: build
 
@@ -58,22 +54,8 @@ rust: ## a Rust toolchain (rustup, stable) when cargo is not on PATH
 		curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c rustfmt,clippy; \
 	fi
 
-tools: ## cargo-deb (packaging), when missing or another version
-	@if ! $(CARGO) deb --version 2>/dev/null | grep -qx "cargo-deb $(CARGO_DEB_VERSION)"; then \
-		echo "installing cargo-deb $(CARGO_DEB_VERSION)"; \
-		$(CARGO) install --locked cargo-deb@$(CARGO_DEB_VERSION); \
-	fi
-
 build:
 	$(CARGO) build --release --locked
-
-package: build ## .deb and .rpm of the release binary, in target/package
-	packaging/build.sh target/package
-
-# The container image (needs docker with BuildKit and access to the base images).
-IMAGE ?= ghcr.io/syva-dev/syva:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
-image:
-	docker build --build-arg SYVA_GIT_COMMIT=$$(git rev-parse --short=12 HEAD) -t $(IMAGE) .
 
 demo: deps ## boot the VM and show Syva denying and allowing
 	$(CARGO) build --release --locked --examples --bins
@@ -92,3 +74,27 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# ---- packaging ----------------------------------------------------------------
+#   make package  the .deb and .rpm of the release binary, in target/package
+#   make image    the container image (docker with BuildKit and access to the
+#                 base images; the tests cannot build it)
+# tests/packaging.rs and tests/systemd_vm.rs build and install the packages
+# in `make test`.
+.PHONY: tools package image
+
+# Cargo tools, pinned: cargo-deb builds the .deb from [package.metadata.deb].
+CARGO_DEB_VERSION := 3.8.0
+
+tools: ## cargo-deb, when missing or another version
+	@if ! $(CARGO) deb --version 2>/dev/null | grep -qx "cargo-deb $(CARGO_DEB_VERSION)"; then \
+		echo "installing cargo-deb $(CARGO_DEB_VERSION)"; \
+		$(CARGO) install --locked cargo-deb@$(CARGO_DEB_VERSION); \
+	fi
+
+package: build
+	packaging/build.sh target/package
+
+IMAGE ?= ghcr.io/syva-dev/syva:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+image:
+	docker build --build-arg SYVA_GIT_COMMIT=$$(git rev-parse --short=12 HEAD) -t $(IMAGE) .
