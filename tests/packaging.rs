@@ -1204,22 +1204,30 @@ fn dockerfile_builds_the_static_binary_into_distroless_with_every_role_link() {
 
 #[test]
 fn example_policies_are_valid() {
-    let dir = repo("packaging/policies");
     if role_is_stub("file") {
         eprintln!("`syva file` is a stub in this build: example policies not checked");
         return;
     }
-    let out = Command::new(SYVA)
-        .args(["file", "check"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "syva file check {}:\n{}",
-        dir.display(),
-        show(&out)
-    );
+    // The shipped examples, and the policies of the Kubernetes ConfigMap.
+    let configmap = tempfile::tempdir().unwrap();
+    for doc in yaml_docs(&repo("packaging/k8s/file-adapter/policies.yaml")) {
+        for (name, text) in doc["data"].as_object().unwrap() {
+            fs::write(configmap.path().join(name), text.as_str().unwrap()).unwrap();
+        }
+    }
+    for dir in [repo("packaging/policies"), configmap.path().to_path_buf()] {
+        let out = Command::new(SYVA)
+            .args(["file", "check"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "syva file check {}:\n{}",
+            dir.display(),
+            show(&out)
+        );
+    }
 }
 
 #[test]
