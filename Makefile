@@ -13,10 +13,13 @@ BIN := target/$(TARGET)/release/syva
 
 # Debian 12 packages: build (clang, libelf/zlib static libs), VM tests (qemu,
 # cloud kernel, busybox, cpio), binary checks (binutils), vmlinux.h
-# regeneration (bpftool, lz4), schema fuzzing of the REST API (python3-venv).
+# regeneration (bpftool, lz4), schema fuzzing of the REST API (python3-venv),
+# packaging and its tests (rpm: rpmbuild; systemd: systemd-analyze and
+# systemd-sysusers; prometheus: promtool).
 APT_PACKAGES := ca-certificates curl git build-essential clang libelf-dev zlib1g-dev pkg-config \
 	make binutils qemu-system-x86 linux-image-cloud-amd64 busybox-static cpio bpftool lz4 \
-	python3 python3-venv python3-pip util-linux coreutils
+	python3 python3-venv python3-pip util-linux coreutils \
+	rpm systemd prometheus
 
 .PHONY: all deps rust vm-kernels build demo bench test check lint fmt clean
 
@@ -29,7 +32,7 @@ deps: ## install system packages and a Rust toolchain if missing
 		echo "installing: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
-	@$(MAKE) --no-print-directory rust vm-kernels
+	@$(MAKE) --no-print-directory rust tools vm-kernels
 
 # Extra kernels the VM tests boot besides /boot's cloud kernel: Debian 12's
 # 6.12 (bookworm-security), unpacked into a cache so /boot stays untouched.
@@ -76,3 +79,27 @@ fmt:
 
 clean:
 	$(CARGO) clean
+
+# ---- packaging ----------------------------------------------------------------
+#   make package  the .deb and .rpm of the release binary, in target/package
+#   make image    the container image (docker with BuildKit and access to the
+#                 base images; the tests cannot build it)
+# tests/packaging.rs and tests/systemd_vm.rs build and install the packages
+# in `make test`.
+.PHONY: tools package image
+
+# Cargo tools, pinned: cargo-deb builds the .deb from [package.metadata.deb].
+CARGO_DEB_VERSION := 3.8.0
+
+tools: ## cargo-deb, when missing or another version
+	@if ! $(CARGO) deb --version 2>/dev/null | grep -qx "cargo-deb $(CARGO_DEB_VERSION)"; then \
+		echo "installing cargo-deb $(CARGO_DEB_VERSION)"; \
+		$(CARGO) install --locked cargo-deb@$(CARGO_DEB_VERSION); \
+	fi
+
+package: build
+	packaging/build.sh target/package
+
+IMAGE ?= ghcr.io/syva-dev/syva:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+image:
+	docker build --build-arg SYVA_GIT_COMMIT=$$(git rev-parse --short=12 HEAD) -t $(IMAGE) .
