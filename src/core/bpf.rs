@@ -161,8 +161,9 @@ pub fn load(caps: Capacities) -> Result<BpfDataplane, LoadError> {
     let skel = open.load().map_err(|source| LoadError::Load {
         hint: if source.kind() == libbpf_rs::ErrorKind::PermissionDenied {
             " (hint: when libbpf printed a verifier log above, this kernel rejected a \
-             program; otherwise run as root, or with CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN \
-             and CAP_MAC_ADMIN, and check that lockdown does not forbid BPF)"
+             program; otherwise run as root, or with CAP_BPF and CAP_PERFMON (plus \
+             CAP_DAC_OVERRIDE for the cgroup self-test), and check that lockdown does not \
+             forbid BPF)"
         } else {
             ""
         },
