@@ -80,8 +80,8 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<CommList>, ApiError
 #[utoipa::path(
     put, path = "/v1/comms/{zone_a}/{zone_b}", tag = "comms", operation_id = "allowComm",
     params(
-        ("zone_a" = ZoneNameSchema, Path, description = "One zone of the pair"),
-        ("zone_b" = ZoneNameSchema, Path, description = "The other zone (order does not matter)"),
+        ("zone_a" = ZoneNameSchema, Path, description = "One zone of the pair", example = "web"),
+        ("zone_b" = ZoneNameSchema, Path, description = "The other zone (order does not matter)", example = "db"),
     ),
     responses(
         (status = 200, description = "The pair was already allowed through the API", body = CommPair),
@@ -129,8 +129,8 @@ pub async fn allow(
 #[utoipa::path(
     delete, path = "/v1/comms/{zone_a}/{zone_b}", tag = "comms", operation_id = "denyComm",
     params(
-        ("zone_a" = ZoneNameSchema, Path, description = "One zone of the pair"),
-        ("zone_b" = ZoneNameSchema, Path, description = "The other zone (order does not matter)"),
+        ("zone_a" = ZoneNameSchema, Path, description = "One zone of the pair", example = "web"),
+        ("zone_b" = ZoneNameSchema, Path, description = "The other zone (order does not matter)", example = "db"),
     ),
     responses(
         (status = 204, description = "The pair is no longer allowed"),

@@ -249,7 +249,7 @@ pub async fn list(
 /// Get an attached container.
 #[utoipa::path(
     get, path = "/v1/containers/{container_id}", tag = "containers", operation_id = "getContainer",
-    params(("container_id" = String, Path, description = "Container id", min_length = 1, max_length = 256)),
+    params(("container_id" = String, Path, description = "Container id", min_length = 1, max_length = 256, example = "3f9a1c0d2b7e")),
     responses(
         (status = 200, description = "The container", body = Container),
         (status = 404, description = "The container is not attached", body = super::error::Problem, content_type = "application/problem+json"),
@@ -273,7 +273,7 @@ pub async fn get(
 /// zone or cgroup, or by another source, is refused (409): detach it first.
 #[utoipa::path(
     put, path = "/v1/containers/{container_id}", tag = "containers", operation_id = "attachContainer",
-    params(("container_id" = String, Path, description = "Container id", min_length = 1, max_length = 256)),
+    params(("container_id" = String, Path, description = "Container id", min_length = 1, max_length = 256, example = "3f9a1c0d2b7e")),
     request_body = AttachRequest,
     responses(
         (status = 200, description = "Already attached (or repaired)", body = AttachResult),
@@ -385,7 +385,7 @@ pub async fn attach(
 /// here; others are refused (409).
 #[utoipa::path(
     delete, path = "/v1/containers/{container_id}", tag = "containers", operation_id = "detachContainer",
-    params(("container_id" = String, Path, description = "Container id", min_length = 1, max_length = 256), DetachQuery),
+    params(("container_id" = String, Path, description = "Container id", min_length = 1, max_length = 256, example = "3f9a1c0d2b7e"), DetachQuery),
     responses(
         (status = 204, description = "Detached"),
         (status = 404, description = "The container is not attached", body = super::error::Problem, content_type = "application/problem+json"),

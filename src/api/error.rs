@@ -209,6 +209,12 @@ impl ApiError {
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
                 ApiError::core_unavailable(format!("{what}: syva core is unavailable: {message}"))
             }
+            // A status with a source was made here from a connection error
+            // (e.g. core died mid-call: "h2 protocol error"); statuses core
+            // sends have none.
+            Code::Unknown if std::error::Error::source(s).is_some() => ApiError::core_unavailable(
+                format!("{what}: the connection to syva core failed: {message}"),
+            ),
             code => {
                 tracing::error!(
                     call = what,

@@ -291,7 +291,7 @@ pub async fn fetch(st: &AppState, name: &ZoneName) -> Result<ZoneView, ApiError>
         .await?
         .into_iter()
         .find(|z| z.name == name.as_str())
-        .ok_or_else(|| ApiError::not_found(format!("zone {name:?} not found")))
+        .ok_or_else(|| ApiError::not_found(format!("zone {:?} not found", name.as_str())))
 }
 
 pub fn location(name: &str) -> HeaderValue {
