@@ -738,7 +738,7 @@ fn tls_serves_https_with_the_given_certificate() {
     // Plain HTTP on the TLS port gets no HTTP answer.
     let (code, _) = raw(
         api.addr,
-        b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(code, 0);
 
@@ -791,7 +791,7 @@ fn slow_clients_are_cut_off() {
     let started = Instant::now();
     let (code, answer) = raw(
         api.addr,
-        b"PUT /v1/zones/a HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"policy\":",
+        b"PUT /v1/zones/a HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"policy\":",
     );
     assert_eq!(code, 408, "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
@@ -800,7 +800,7 @@ fn slow_clients_are_cut_off() {
 
     // Headers that never complete: the connection is closed.
     let started = Instant::now();
-    let (code, _) = raw(api.addr, b"GET /v1/zones HTTP/1.1\r\nHost: x\r\n");
+    let (code, _) = raw(api.addr, b"GET /v1/zones HTTP/1.1\r\nHost: localhost\r\n");
     assert!(code == 0 || code == 408, "{code}");
     assert!(started.elapsed() < Duration::from_secs(8));
 }
@@ -816,6 +816,23 @@ fn routing_errors_are_problems_too() {
         assert!(allow.contains(m), "Allow: {allow}");
     }
     api.get("/v2/zones").assert_problem(404, None);
+
+    // Without tokens, a request for another host name (a web page reaching
+    // 127.0.0.1 through DNS rebinding) is refused and changes nothing.
+    let body = r#"{"policy":{}}"#;
+    let req = format!(
+        "PUT /v1/zones/a HTTP/1.1\r\nHost: evil.example:8080\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (code, answer) = raw(api.addr, req.as_bytes());
+    assert_eq!(code, 403, "{answer}");
+    assert!(
+        answer.contains("urn:syva:problem:forbidden-host"),
+        "{answer}"
+    );
+    assert!(snapshot(&core.socket).zones.is_empty());
+    let req = req.replace("evil.example:8080", "localhost");
+    assert_eq!(raw(api.addr, req.as_bytes()).0, 201);
 }
 
 #[test]
@@ -921,4 +938,74 @@ fn openapi_document_matches_the_checked_in_file() {
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
+}
+
+/// Latency numbers of the REST path (HTTP -> syva api -> gRPC -> core and
+/// back), printed for the record; not asserted (timing varies by machine).
+/// Run with `cargo test --release --test api latency -- --nocapture`.
+#[test]
+fn latency_numbers() {
+    let core = Core::start();
+    let api = Api::start(&core.socket);
+    const N: usize = 200;
+    fn report(what: &str, mut d: Vec<Duration>) {
+        d.sort();
+        let pct = |p: f64| d[((d.len() as f64 * p) as usize).min(d.len() - 1)];
+        println!(
+            "{what:<42} n={:<4} p50={:>8.3?} p99={:>8.3?} max={:>8.3?}",
+            d.len(),
+            pct(0.50),
+            pct(0.99),
+            d[d.len() - 1]
+        );
+    }
+    let time = |f: &mut dyn FnMut(usize)| -> Vec<Duration> {
+        (0..N)
+            .map(|i| {
+                let t = Instant::now();
+                f(i);
+                t.elapsed()
+            })
+            .collect()
+    };
+
+    let created = time(&mut |i| {
+        let r = api.put(&format!("/v1/zones/z{i}"), &zone_body(json!({})));
+        assert_eq!(r.status, 201, "{}", r.body);
+    });
+    report("PUT /v1/zones/{name} (create)", created);
+    let listed = time(&mut |_| assert_eq!(api.get("/v1/zones").status, 200));
+    report(&format!("GET /v1/zones ({N} zones)"), listed);
+    let got = time(&mut |i| assert_eq!(api.get(&format!("/v1/zones/z{i}")).status, 200));
+    report(&format!("GET /v1/zones/{{name}} ({N} zones)"), got);
+    for i in 0..N {
+        core.cgroup(&format!("bench/c{i}"));
+    }
+    let attached = time(&mut |i| {
+        let body = json!({"zone": format!("z{i}"), "cgroup_path": format!("bench/c{i}")});
+        let r = api.put(&format!("/v1/containers/c{i}"), &body.to_string());
+        assert_eq!(r.status, 201, "{}", r.body);
+    });
+    report("PUT /v1/containers/{id} (attach)", attached);
+    let rejected = time(&mut |_| {
+        assert_eq!(api.put("/v1/zones/a..b", &zone_body(json!({}))).status, 422);
+    });
+    report("PUT /v1/zones/{name} (422, no core call)", rejected);
+
+    // Baseline: the same listing straight over gRPC.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let direct = rt.block_on(async {
+        let mut c = core.client().await.api();
+        let mut d = Vec::with_capacity(N);
+        for _ in 0..N {
+            let t = Instant::now();
+            c.list_zones(pb::ListZonesRequest {}).await.unwrap();
+            d.push(t.elapsed());
+        }
+        d
+    });
+    report(&format!("gRPC ListZones ({N} zones), baseline"), direct);
 }

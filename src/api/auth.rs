@@ -248,6 +248,26 @@ impl fmt::Display for Caller {
     }
 }
 
+/// Whether the Host header names this machine's loopback: what a browser
+/// sends when a page of another site reaches 127.0.0.1 through DNS
+/// rebinding is that site's name, refused here. No Host (HTTP/1.0) is local.
+fn local_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(super::is_loopback)
+}
+
 fn mutating(m: &Method) -> bool {
     !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
@@ -269,6 +289,15 @@ pub async fn access(State(auth): State<Auth>, mut req: Request, next: Next) -> R
             return e.into_response();
         }
     };
+    if caller == Caller::Anonymous && !local_host(req.headers()) {
+        let e = ApiError::new(
+            Kind::ForbiddenHost,
+            "without a token file this server only answers requests addressed to localhost or \
+             a loopback IP (Host header); a web page cannot reach it through a rebound DNS name",
+        );
+        tracing::warn!(%peer, %method, %path, host = ?req.headers().get(header::HOST), "request refused: Host is not local");
+        return e.into_response();
+    }
     req.extensions_mut().insert(caller.clone());
     let started = Instant::now();
     let res = next.run(req).await;

@@ -26,7 +26,7 @@ pub const RETRY_AFTER_SECS: u64 = 2;
 }))]
 pub struct Problem {
     /// What kind of problem this is: `urn:syva:problem:<kind>`. Kinds:
-    /// malformed-request, invalid-field, unauthorized, not-found,
+    /// malformed-request, invalid-field, unauthorized, forbidden-host, not-found,
     /// method-not-allowed, timeout, conflict, stale-generation,
     /// resource-exhausted, payload-too-large, unsupported-media-type,
     /// too-many-streams, core-unavailable, core-error.
@@ -51,6 +51,7 @@ pub enum Kind {
     MalformedRequest,
     InvalidField,
     Unauthorized,
+    ForbiddenHost,
     NotFound,
     MethodNotAllowed,
     Timeout,
@@ -70,6 +71,7 @@ impl Kind {
             Kind::MalformedRequest => StatusCode::BAD_REQUEST,
             Kind::InvalidField => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::Unauthorized => StatusCode::UNAUTHORIZED,
+            Kind::ForbiddenHost => StatusCode::FORBIDDEN,
             Kind::NotFound => StatusCode::NOT_FOUND,
             Kind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Kind::Timeout => StatusCode::REQUEST_TIMEOUT,
@@ -89,6 +91,7 @@ impl Kind {
             Kind::MalformedRequest => "malformed-request",
             Kind::InvalidField => "invalid-field",
             Kind::Unauthorized => "unauthorized",
+            Kind::ForbiddenHost => "forbidden-host",
             Kind::NotFound => "not-found",
             Kind::MethodNotAllowed => "method-not-allowed",
             Kind::Timeout => "timeout",
@@ -108,6 +111,7 @@ impl Kind {
             Kind::MalformedRequest => "Malformed request",
             Kind::InvalidField => "Invalid field",
             Kind::Unauthorized => "Unauthorized",
+            Kind::ForbiddenHost => "Host not allowed",
             Kind::NotFound => "Not found",
             Kind::MethodNotAllowed => "Method not allowed",
             Kind::Timeout => "Request timeout",

@@ -48,7 +48,10 @@ pub async fn run(args: ApiArgs) -> Result<(), RoleError> {
             tracing::info!(tokens = tokens.len(), path = %path.display(), "bearer tokens loaded: every request must authenticate");
             Auth::with_tokens(tokens)
         }
-        None if is_loopback(args.listen.ip()) => Auth::open(),
+        None if is_loopback(args.listen.ip()) => {
+            tracing::warn!(listen = %args.listen, "no --token-file: every process of this host that can reach the address (host-network containers too) can change enforcement");
+            Auth::open()
+        }
         None => {
             return Err(config(format!(
                 "--listen {} is not a loopback address: listening there requires \

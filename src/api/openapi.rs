@@ -103,6 +103,11 @@ fn common_responses() -> Vec<(&'static str, &'static str, utoipa::openapi::Respo
                 .build(),
         ),
         (
+            "403",
+            "ForbiddenHost",
+            problem("The server has no token file and the Host header does not name localhost or a loopback address (protection against DNS rebinding)").build(),
+        ),
+        (
             "408",
             "RequestTimeout",
             problem("The request took longer than the server's request timeout").build(),

@@ -13,7 +13,7 @@ API_PID=$!
 # Sets HTTP_STATUS and HTTP_BODY.
 request() {
 	_body=${3:-}
-	_resp=$( (printf '%s %s HTTP/1.1\r\nHost: syva\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+	_resp=$( (printf '%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
 		"$1" "$2" "${#_body}" "$_body"; sleep "${4:-2}") | nc 127.0.0.1 $PORT 2>/dev/null | tr -d '\r')
 	HTTP_STATUS=$(echo "$_resp" | head -1 | cut -d' ' -f2)
 	HTTP_BODY=$(echo "$_resp" | sed '1,/^$/d')
@@ -43,7 +43,7 @@ new_cgroup s02-a >/dev/null
 expect_status 201 "container attached through REST" PUT /v1/containers/s02-a '{"zone":"s02-a","cgroup_path":"s02-a"}'
 
 # A client of the event stream.
-(printf 'GET /v1/events HTTP/1.1\r\nHost: syva\r\nAccept: text/event-stream\r\n\r\n'; sleep 60) | nc 127.0.0.1 $PORT >/tmp/s02-events 2>&1 &
+(printf 'GET /v1/events HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n'; sleep 60) | nc 127.0.0.1 $PORT >/tmp/s02-events 2>&1 &
 EVENTS_PID=$!
 i=0
 while ! grep -q "syva events" /tmp/s02-events && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
