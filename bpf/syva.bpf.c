@@ -8,6 +8,8 @@
 #include "hooks/file.h"
 #include "hooks/inode.h"
 #include "hooks/cgroup.h"
+#include "hooks/task.h"
+#include "hooks/unix.h"
 
 /* Record types that no map names as key or value still need BTF so that the
  * skeleton generates them for userspace. */

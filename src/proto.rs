@@ -71,12 +71,21 @@ pub fn policy_from_pb(prefix: &str, p: &pb::ZonePolicy) -> Result<ZonePolicy, Fi
             allowed_zones.push(name);
         }
     }
+    let mut allowed_host_sockets: Vec<String> = Vec::with_capacity(p.allowed_host_sockets.len());
+    for (i, s) in p.allowed_host_sockets.iter().enumerate() {
+        model::validate_abs_path(s)
+            .map_err(|m| FieldError::new(format!("{prefix}.allowed_host_sockets[{i}]"), m))?;
+        if !allowed_host_sockets.contains(s) {
+            allowed_host_sockets.push(s.clone());
+        }
+    }
     Ok(ZonePolicy {
         zone_type,
         mode,
         host_paths,
         allowed_zones,
         allow_ptrace: p.allow_ptrace,
+        allowed_host_sockets,
     })
 }
 
@@ -101,6 +110,7 @@ pub fn policy_to_pb(p: &ZonePolicy) -> pb::ZonePolicy {
             .collect(),
         allowed_zones: p.allowed_zones.iter().map(|z| z.to_string()).collect(),
         allow_ptrace: p.allow_ptrace,
+        allowed_host_sockets: p.allowed_host_sockets.clone(),
     }
 }
 
@@ -335,6 +345,7 @@ mod tests {
             }],
             allowed_zones: vec![model::ZoneName::new("b").unwrap()],
             allow_ptrace: true,
+            allowed_host_sockets: vec!["/dev/log".into()],
         };
         assert_eq!(policy_from_pb("policy", &policy_to_pb(&p)).unwrap(), p);
     }

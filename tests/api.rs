@@ -28,6 +28,9 @@ fn zones_are_created_read_replaced_and_deleted() {
     std::fs::create_dir_all(data.join("sub")).unwrap();
     std::fs::write(data.join("sub/f"), "x").unwrap();
     let data = data.to_str().unwrap();
+    let sock_path = dir.path().join("log.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let sock = sock_path.to_str().unwrap();
 
     let r = api.put(
         "/v1/zones/web",
@@ -53,10 +56,18 @@ fn zones_are_created_read_replaced_and_deleted() {
     // Replace: same name, new policy -> 200, fully replaced.
     let r = api.put(
         "/v1/zones/web",
-        &zone_body(json!({"zone_type": "isolated", "mode": "audit"})),
+        &zone_body(
+            json!({"zone_type": "isolated", "mode": "audit", "allowed_host_sockets": [sock]}),
+        ),
     );
     assert_eq!(r.status, 200, "{}", r.body);
     let z = r.json();
+    assert_eq!(z["policy"]["allowed_host_sockets"], json!([sock]));
+    let s = snapshot(&core.socket);
+    assert_eq!(
+        s.zones[0].policy.as_ref().unwrap().allowed_host_sockets,
+        [sock]
+    );
     assert_eq!(z["policy"]["zone_type"], "isolated");
     assert_eq!(z["policy"]["mode"], "audit");
     assert_eq!(z["policy"]["host_paths"], json!([]));
@@ -223,6 +234,15 @@ fn bad_input_names_the_field_and_changes_nothing() {
             Some(zone_body(json!({"allowed_zones": ["a"]}))),
             422,
             Some("policy.allowed_zones"),
+        ),
+        (
+            "PUT",
+            "/v1/zones/a".into(),
+            Some(zone_body(
+                json!({"allowed_host_sockets": ["/dev/log", "dev/log"]}),
+            )),
+            422,
+            Some("policy.allowed_host_sockets[1]"),
         ),
         (
             "POST",

@@ -18,7 +18,9 @@
 /* Constants that are macros in the kernel and so are not in vmlinux.h. */
 #define EPERM 1
 #define PROT_EXEC 0x4
-#define FMODE_EXEC 0x20
+/* open_exec() passes __FMODE_EXEC in f_flags; userspace cannot set it
+ * (build_open_flags() strips it from open(2) flags). */
+#define __FMODE_EXEC 0x20
 #define S_IFMT 00170000
 #define S_IFDIR 0040000
 
@@ -105,36 +107,24 @@ static __always_inline void syva_selftest_record(__u32 hook, __u32 pid, __u64 cg
 	s->seen = 1;
 }
 
-/*
- * May a task of zone `caller` act on an object of zone `target`? Both are
- * non-host and different. Returns a syva_verdict (ALLOW, DENY or AUDIT).
- */
-static __always_inline __u32 syva_pair_verdict(__u32 caller, __u32 target, __u8 *reason)
+/* What may cross zones for a given hook (syva_enforce `rules`). */
+#define SYVA_RULE_PAIRS (1U << 0)       /* an allowed pair permits cross-zone access */
+#define SYVA_RULE_HOST_DENY (1U << 1)   /* host-owned targets are denied to zoned callers */
+#define SYVA_RULE_SAME_PTRACE (1U << 2) /* same zone needs SYVA_ZONE_ALLOW_PTRACE */
+
+static __always_inline __u32 syva_zone_flags(__u32 zone)
+{
+	struct syva_zone_policy *p = bpf_map_lookup_elem(&syva_zones, &zone);
+
+	return p ? p->flags : 0;
+}
+
+/* Deny, or allow-and-report when audit mode applies to either zone. */
+static __always_inline __u32 syva_deny_or_audit(__u32 cflags, __u32 tflags)
 {
 	const struct syva_config *cfg = syva_cfg();
-	struct syva_zone_policy *cp, *tp;
-	struct syva_comm_key ck = { .from_zone = caller, .to_zone = target };
-	__u32 cflags = 0, tflags = 0;
 
-	cp = bpf_map_lookup_elem(&syva_zones, &caller);
-	tp = bpf_map_lookup_elem(&syva_zones, &target);
-	if (cp)
-		cflags = cp->flags;
-	if (tp)
-		tflags = tp->flags;
-
-	if (cflags & SYVA_ZONE_PRIVILEGED)
-		return SYVA_VERDICT_ALLOW;
-
-	*reason = SYVA_REASON_CROSS_ZONE;
-	if (bpf_map_lookup_elem(&syva_comms, &ck)) {
-		if (!((cflags | tflags) & SYVA_ZONE_ISOLATED))
-			return SYVA_VERDICT_ALLOW;
-		*reason = SYVA_REASON_ISOLATED;
-	}
-
-	if ((cfg && (cfg->flags & SYVA_CONFIG_AUDIT)) ||
-	    ((cflags | tflags) & SYVA_ZONE_AUDIT))
+	if ((cfg && (cfg->flags & SYVA_CONFIG_AUDIT)) || ((cflags | tflags) & SYVA_ZONE_AUDIT))
 		return SYVA_VERDICT_AUDIT;
 	return SYVA_VERDICT_DENY;
 }
@@ -146,6 +136,44 @@ struct syva_target {
 	struct syva_file_key file;
 	struct dentry *dentry;
 };
+
+/*
+ * The verdict for a zoned `caller` acting on target zone `target` (0 = host)
+ * under `rules`: SYVA_VERDICT_ALLOW, _DENY or _AUDIT.
+ */
+static __always_inline __u32 syva_verdict(__u32 caller, __u32 target, __u32 rules, __u8 *reason)
+{
+	struct syva_comm_key ck = { .from_zone = caller, .to_zone = target };
+	__u32 cflags = syva_zone_flags(caller);
+	__u32 tflags = 0;
+
+	if (target == SYVA_HOST_ZONE) {
+		if (!(rules & SYVA_RULE_HOST_DENY) || (cflags & SYVA_ZONE_PRIVILEGED))
+			return SYVA_VERDICT_ALLOW;
+		*reason = SYVA_REASON_HOST_TARGET;
+		return syva_deny_or_audit(cflags, 0);
+	}
+	if (target == caller) {
+		if (!(rules & SYVA_RULE_SAME_PTRACE) || (cflags & SYVA_ZONE_ALLOW_PTRACE))
+			return SYVA_VERDICT_ALLOW;
+		*reason = SYVA_REASON_PTRACE_DISABLED;
+		return syva_deny_or_audit(cflags, cflags);
+	}
+	tflags = syva_zone_flags(target);
+	if (cflags & SYVA_ZONE_PRIVILEGED)
+		return SYVA_VERDICT_ALLOW;
+	if (!(rules & SYVA_RULE_PAIRS)) {
+		*reason = SYVA_REASON_CROSS_ZONE_TASK;
+		return syva_deny_or_audit(cflags, tflags);
+	}
+	*reason = SYVA_REASON_CROSS_ZONE;
+	if (bpf_map_lookup_elem(&syva_comms, &ck)) {
+		if (!((cflags | tflags) & SYVA_ZONE_ISOLATED))
+			return SYVA_VERDICT_ALLOW;
+		*reason = SYVA_REASON_ISOLATED;
+	}
+	return syva_deny_or_audit(cflags, tflags);
+}
 
 static __always_inline void syva_emit(__u32 hook, __u32 verdict, __u8 reason, __u32 caller,
 				      __u64 cgid, const struct syva_target *t)
@@ -183,27 +211,63 @@ static __always_inline void syva_emit(__u32 hook, __u32 verdict, __u8 reason, __
 }
 
 /*
- * Decide a cross-zone access, count it and report denies. Returns 0 or
- * -EPERM as an explicit branch: the 6.12 verifier must see the return value
- * bounded in [-4095, 0].
+ * Decide, count and report. Returns 0 or -EPERM as an explicit branch: the
+ * 6.12 verifier must see the return value bounded in [-4095, 0].
  */
-static __always_inline int syva_enforce(__u32 hook, __u32 caller, __u64 cgid,
-					const struct syva_target *t)
+static __always_inline int syva_enforce_as(__u32 hook, __u32 caller, __u64 cgid,
+					   const struct syva_target *t, __u32 rules, __u8 why)
 {
 	__u8 reason = SYVA_REASON_NONE;
-	__u32 verdict;
+	__u32 verdict = syva_verdict(caller, t->zone, rules, &reason);
 
-	if (caller == t->zone) {
-		syva_count(hook, SYVA_VERDICT_ALLOW);
-		return 0;
-	}
-	verdict = syva_pair_verdict(caller, t->zone, &reason);
 	syva_count(hook, verdict);
 	if (verdict == SYVA_VERDICT_ALLOW)
 		return 0;
-	syva_emit(hook, verdict, reason, caller, cgid, t);
+	syva_emit(hook, verdict, why ? why : reason, caller, cgid, t);
 	if (verdict == SYVA_VERDICT_DENY)
 		return -EPERM;
+	return 0;
+}
+
+static __always_inline int syva_enforce(__u32 hook, __u32 caller, __u64 cgid,
+					const struct syva_target *t, __u32 rules)
+{
+	return syva_enforce_as(hook, caller, cgid, t, rules, SYVA_REASON_NONE);
+}
+
+/* cgroup v2 id of a cgroup (its kernfs node id). */
+static __always_inline int syva_cgroup_id(struct cgroup *cgrp, __u64 *id)
+{
+	struct kernfs_node *kn = NULL;
+
+	if (!cgrp || syva_read(kn, cgrp->kn) || !kn)
+		return -1;
+	return syva_read(*id, kn->id);
+}
+
+/* cgroup v2 id of any task (not only current). */
+static __always_inline int syva_task_cgroup(struct task_struct *task, __u64 *id)
+{
+	struct css_set *cset = NULL;
+	struct cgroup *cgrp = NULL;
+
+	if (!task || syva_read(cset, task->cgroups) || !cset)
+		return -1;
+	if (syva_read(cgrp, cset->dfl_cgrp) || !cgrp)
+		return -1;
+	return syva_cgroup_id(cgrp, id);
+}
+
+/* Fill a task target: zone (from its cgroup), tgid, cgroup id. */
+static __always_inline int syva_task_target(struct task_struct *task, struct syva_target *t)
+{
+	__u32 tgid = 0;
+
+	if (syva_task_cgroup(task, &t->cgroup_id))
+		return -1;
+	syva_read(tgid, task->tgid);
+	t->pid = tgid;
+	t->zone = syva_cgroup_zone(t->cgroup_id);
 	return 0;
 }
 

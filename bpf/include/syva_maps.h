@@ -44,6 +44,14 @@ struct {
 	__type(value, __u8);
 } syva_comms SEC(".maps");
 
+/* Host unix sockets a zone may connect to (allow list; default deny). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SYVA_DEFAULT_MAX_HOST_SOCKETS);
+	__type(key, struct syva_host_socket_key);
+	__type(value, __u8);
+} syva_host_sockets SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

@@ -17,6 +17,7 @@
 #define SYVA_DEFAULT_MAX_MEMBERS 65536
 #define SYVA_DEFAULT_MAX_FILES 262144
 #define SYVA_DEFAULT_MAX_COMMS 16384
+#define SYVA_DEFAULT_MAX_HOST_SOCKETS 4096
 #define SYVA_EVENTS_RINGBUF_BYTES (1 << 20)
 
 /* Hooks, used as counter and event indexes. Keep in sync with
@@ -31,6 +32,14 @@ enum syva_hook {
 	SYVA_HOOK_INODE_FREE = 6,
 	SYVA_HOOK_CGROUP_MKDIR = 7,
 	SYVA_HOOK_CGROUP_RMDIR = 8,
+	SYVA_HOOK_PTRACE_ACCESS_CHECK = 9,
+	SYVA_HOOK_PTRACE_TRACEME = 10,
+	SYVA_HOOK_TASK_KILL = 11,
+	SYVA_HOOK_INODE_PERMISSION = 12,
+	SYVA_HOOK_CGROUP_ATTACH_TASK = 13,
+	SYVA_HOOK_UNIX_STREAM_CONNECT = 14,
+	SYVA_HOOK_UNIX_MAY_SEND = 15,
+	SYVA_HOOK_FILE_RECEIVE = 16,
 	SYVA_HOOK_MAX = 32,
 };
 
@@ -51,6 +60,11 @@ enum syva_reason {
 	SYVA_REASON_NONE = 0,
 	SYVA_REASON_CROSS_ZONE = 1,      /* target owned by another zone, pair not allowed */
 	SYVA_REASON_ISOLATED = 2,        /* pair allowed, but a zone is isolated */
+	SYVA_REASON_HOST_TARGET = 3,     /* a zoned caller acting on a host task or socket */
+	SYVA_REASON_PTRACE_DISABLED = 4, /* same zone, but the zone does not allow ptrace */
+	SYVA_REASON_CROSS_ZONE_TASK = 5, /* ptrace or /proc of another zone's task: no pair allows it */
+	SYVA_REASON_CGROUP_MOVE = 6,     /* moving a task into a cgroup outside the caller's zone */
+	SYVA_REASON_CGROUP_ESCAPED = 7,  /* detection: a task reached a cgroup outside its zone */
 };
 
 /* cgroup id (cgroup v2 kernfs id) -> zone. */
@@ -98,6 +112,14 @@ struct syva_comm_key {
 	__u32 to_zone;
 };
 
+/* A host socket a zone may connect to: zone + socket file identity. */
+struct syva_host_socket_key {
+	__u32 zone_id;
+	__u32 _pad;
+	__u64 dev;
+	__u64 ino;
+};
+
 /* Node-wide settings, the single entry of `syva_config`. */
 struct syva_config {
 	__u32 flags;
@@ -140,6 +162,7 @@ _Static_assert(sizeof(struct syva_file_owner) == 8, "syva_file_owner layout");
 _Static_assert(sizeof(struct syva_zone_policy) == 8, "syva_zone_policy layout");
 _Static_assert(sizeof(struct syva_comm_key) == 8, "syva_comm_key layout");
 _Static_assert(sizeof(struct syva_config) == 8, "syva_config layout");
+_Static_assert(sizeof(struct syva_host_socket_key) == 24, "syva_host_socket_key layout");
 _Static_assert(sizeof(struct syva_selftest) == 32, "syva_selftest layout");
 _Static_assert(sizeof(struct syva_event) == 112, "syva_event layout");
 

@@ -135,6 +135,11 @@ pub struct ZonePolicy {
     /// Allow ptrace between tasks of this zone.
     #[serde(default)]
     pub allow_ptrace: bool,
+    /// Host Unix socket files (absolute paths, e.g. `/dev/log`) the zone
+    /// may connect or send to; other host sockets are denied to it.
+    #[serde(default)]
+    #[schema(max_items = 1024, example = json!(["/dev/log"]))]
+    pub allowed_host_sockets: Vec<String>,
 }
 
 impl ZonePolicy {
@@ -159,6 +164,7 @@ impl ZonePolicy {
                 .collect(),
             allowed_zones: p.allowed_zones.iter().map(ToString::to_string).collect(),
             allow_ptrace: p.allow_ptrace,
+            allowed_host_sockets: p.allowed_host_sockets.clone(),
         }
     }
 
@@ -185,9 +191,13 @@ impl ZonePolicy {
                 .collect(),
             allowed_zones: self.allowed_zones.clone(),
             allow_ptrace: self.allow_ptrace,
+            allowed_host_sockets: self.allowed_host_sockets.clone(),
         };
         for (i, h) in self.host_paths.iter().enumerate() {
             check_path_len(&format!("{prefix}.host_paths[{i}].path"), &h.path)?;
+        }
+        for (i, p) in self.allowed_host_sockets.iter().enumerate() {
+            check_path_len(&format!("{prefix}.allowed_host_sockets[{i}]"), p)?;
         }
         let checked = proto::policy_from_pb(prefix, &wire)
             .map_err(|e| ApiError::field(Kind::InvalidField, e.field.clone(), e.to_string()))?;

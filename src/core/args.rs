@@ -60,6 +60,10 @@ pub struct CoreArgs {
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(16..))]
     pub max_comms: u32,
 
+    /// Capacity of the map of host sockets zones may use (allowed_host_sockets).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_host_sockets: u32,
+
     /// Root of the cgroup v2 hierarchy; default: found in /proc/self/mountinfo.
     #[arg(long, value_name = "DIR")]
     pub cgroup_root: Option<PathBuf>,

@@ -139,7 +139,7 @@ pub fn load(caps: Capacities) -> Result<BpfDataplane, LoadError> {
     let mut open = skel::SyvaSkelBuilder::default()
         .open(&mut storage)
         .map_err(LoadError::Open)?;
-    let sizes: [(&'static str, &mut libbpf_rs::OpenMapMut<'_>, u32); 4] = [
+    let sizes: [(&'static str, &mut libbpf_rs::OpenMapMut<'_>, u32); 5] = [
         ("syva_zones", &mut open.maps.syva_zones, caps.max_zones + 1),
         (
             "syva_members",
@@ -148,6 +148,11 @@ pub fn load(caps: Capacities) -> Result<BpfDataplane, LoadError> {
         ),
         ("syva_files", &mut open.maps.syva_files, caps.max_files),
         ("syva_comms", &mut open.maps.syva_comms, caps.max_comms),
+        (
+            "syva_host_sockets",
+            &mut open.maps.syva_host_sockets,
+            caps.max_host_sockets,
+        ),
     ];
     for (map, m, n) in sizes {
         m.set_max_entries(n)
@@ -176,6 +181,7 @@ pub fn load(caps: Capacities) -> Result<BpfDataplane, LoadError> {
         counters: handle("syva_counters", &skel.maps.syva_counters)?,
         selftest: handle("syva_selftest", &skel.maps.syva_selftest)?,
         events: handle("syva_events", &skel.maps.syva_events)?,
+        host_sockets: handle("syva_host_sockets", &skel.maps.syva_host_sockets)?,
     };
 
     let progs = [
@@ -188,6 +194,14 @@ pub fn load(caps: Capacities) -> Result<BpfDataplane, LoadError> {
         &skel.progs.syva_inode_free,
         &skel.progs.syva_cgroup_mkdir,
         &skel.progs.syva_cgroup_rmdir,
+        &skel.progs.syva_ptrace_access_check,
+        &skel.progs.syva_ptrace_traceme,
+        &skel.progs.syva_task_kill,
+        &skel.progs.syva_inode_permission,
+        &skel.progs.syva_cgroup_attach_task,
+        &skel.progs.syva_unix_stream_connect,
+        &skel.progs.syva_unix_may_send,
+        &skel.progs.syva_file_receive,
     ];
     let mut links: Vec<Link> = Vec::new();
     let mut attachments = Vec::new();

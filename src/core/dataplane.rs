@@ -58,6 +58,7 @@ pub struct Capacities {
     pub max_members: u32,
     pub max_files: u32,
     pub max_comms: u32,
+    pub max_host_sockets: u32,
 }
 
 impl Default for Capacities {
@@ -67,6 +68,7 @@ impl Default for Capacities {
             max_members: 65_536,
             max_files: 262_144,
             max_comms: 16_384,
+            max_host_sockets: 4096,
         }
     }
 }
@@ -150,6 +152,11 @@ pub trait Dataplane: Send + Sync + 'static {
     fn put_comm(&self, from: ZoneId, to: ZoneId) -> Result<()>;
     fn delete_comm(&self, from: ZoneId, to: ZoneId) -> Result<()>;
 
+    fn host_socket(&self, zone: ZoneId, socket: FileKey) -> Result<bool>;
+    fn put_host_socket(&self, zone: ZoneId, socket: FileKey) -> Result<()>;
+    fn delete_host_socket(&self, zone: ZoneId, socket: FileKey) -> Result<()>;
+    fn host_sockets(&self) -> Result<Vec<(ZoneId, FileKey)>>;
+
     fn config_flags(&self) -> Result<u32>;
     fn set_config_flags(&self, flags: u32) -> Result<()>;
 
@@ -165,8 +172,9 @@ struct Maps {
     members: HashMap<CgroupId, Member>,
     files: HashMap<FileKey, FileOwner>,
     comms: HashSet<(ZoneId, ZoneId)>,
+    host_sockets: HashSet<(ZoneId, FileKey)>,
     config: u32,
-    /// Test hook: writes left before every write fails.
+    /// Test hook: writes left before ONE write fails.
     writes_left: Option<u64>,
 }
 
@@ -185,13 +193,10 @@ impl MemoryDataplane {
         }
     }
 
-    /// Make every write after the next `n` fail (tests of rollback).
-    pub fn fail_writes_after(&self, n: u64) {
+    /// Let `n` writes succeed, then fail the next one once (like a map
+    /// that is full for one insert), for tests of rollback.
+    pub fn fail_write_after(&self, n: u64) {
         self.lock().writes_left = Some(n);
-    }
-
-    pub fn heal(&self) {
-        self.lock().writes_left = None;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Maps> {
@@ -209,6 +214,7 @@ impl MemoryDataplane {
         let mut m = self.lock();
         if let Some(left) = m.writes_left.as_mut() {
             if *left == 0 {
+                m.writes_left = None;
                 return Err(DataplaneError::Map {
                     map,
                     op,
@@ -340,6 +346,36 @@ impl Dataplane for MemoryDataplane {
             m.comms.remove(&(from, to));
             Ok(())
         })
+    }
+
+    fn host_socket(&self, zone: ZoneId, socket: FileKey) -> Result<bool> {
+        Ok(self.lock().host_sockets.contains(&(zone, socket)))
+    }
+
+    fn put_host_socket(&self, zone: ZoneId, socket: FileKey) -> Result<()> {
+        let cap = self.caps.max_host_sockets;
+        self.write("syva_host_sockets", "update", |m| {
+            if !m.host_sockets.contains(&(zone, socket)) && m.host_sockets.len() >= cap as usize {
+                return Err(DataplaneError::Full {
+                    map: "syva_host_sockets",
+                    capacity: cap,
+                    flag: "--max-host-sockets",
+                });
+            }
+            m.host_sockets.insert((zone, socket));
+            Ok(())
+        })
+    }
+
+    fn delete_host_socket(&self, zone: ZoneId, socket: FileKey) -> Result<()> {
+        self.write("syva_host_sockets", "delete", |m| {
+            m.host_sockets.remove(&(zone, socket));
+            Ok(())
+        })
+    }
+
+    fn host_sockets(&self) -> Result<Vec<(ZoneId, FileKey)>> {
+        Ok(self.lock().host_sockets.iter().copied().collect())
     }
 
     fn config_flags(&self) -> Result<u32> {

@@ -70,6 +70,54 @@ pub const HOOKS: &[Hook] = &[
         program: "syva_cgroup_rmdir",
         attach: "tp_btf/cgroup_rmdir",
     },
+    Hook {
+        id: 9,
+        name: "ptrace",
+        program: "syva_ptrace_access_check",
+        attach: "lsm/ptrace_access_check",
+    },
+    Hook {
+        id: 10,
+        name: "ptrace_traceme",
+        program: "syva_ptrace_traceme",
+        attach: "lsm/ptrace_traceme",
+    },
+    Hook {
+        id: 11,
+        name: "signal",
+        program: "syva_task_kill",
+        attach: "lsm/task_kill",
+    },
+    Hook {
+        id: 12,
+        name: "cgroup_move",
+        program: "syva_inode_permission",
+        attach: "lsm/inode_permission",
+    },
+    Hook {
+        id: 13,
+        name: "cgroup_escape_detect",
+        program: "syva_cgroup_attach_task",
+        attach: "tp_btf/cgroup_attach_task",
+    },
+    Hook {
+        id: 14,
+        name: "unix_connect",
+        program: "syva_unix_stream_connect",
+        attach: "lsm/unix_stream_connect",
+    },
+    Hook {
+        id: 15,
+        name: "unix_send",
+        program: "syva_unix_may_send",
+        attach: "lsm/unix_may_send",
+    },
+    Hook {
+        id: 16,
+        name: "fd_receive",
+        program: "syva_file_receive",
+        attach: "lsm/file_receive",
+    },
 ];
 
 /// `SYVA_HOOK_MAX`: counter slots reserved per verdict.
@@ -92,6 +140,11 @@ pub fn reason(code: u8) -> &'static str {
     match code {
         1 => "cross-zone access to an object owned by another zone",
         2 => "cross-zone access: the pair is allowed but a zone is isolated",
+        3 => "a zoned process acting on a host process or host socket",
+        4 => "ptrace within the zone, which does not allow ptrace",
+        5 => "ptrace or /proc access to a task of another zone",
+        6 => "moving a task into a cgroup outside the caller's zone",
+        7 => "detected: a task was moved into a cgroup outside the mover's zone",
         _ => "unspecified",
     }
 }
@@ -166,6 +219,8 @@ mod tests {
             include_str!("../../bpf/hooks/file.h"),
             include_str!("../../bpf/hooks/inode.h"),
             include_str!("../../bpf/hooks/cgroup.h"),
+            include_str!("../../bpf/hooks/task.h"),
+            include_str!("../../bpf/hooks/unix.h"),
         ]
         .concat();
         for h in HOOKS {

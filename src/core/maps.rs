@@ -41,6 +41,17 @@ unsafe impl plain::Plain for types::syva_config {}
 unsafe impl plain::Plain for types::syva_selftest {}
 // SAFETY: see above.
 unsafe impl plain::Plain for types::syva_event {}
+// SAFETY: see above.
+unsafe impl plain::Plain for types::syva_host_socket_key {}
+
+fn host_socket_key(zone: ZoneId, s: FileKey) -> types::syva_host_socket_key {
+    types::syva_host_socket_key {
+        zone_id: zone.0,
+        dev: s.dev,
+        ino: s.ino,
+        ..Default::default()
+    }
+}
 
 fn bytes<T: plain::Plain>(v: &T) -> &[u8] {
     // SAFETY: T is Plain (no padding, any bit pattern valid), so viewing it
@@ -79,6 +90,7 @@ pub struct Maps {
     pub counters: MapHandle,
     pub selftest: MapHandle,
     pub events: MapHandle,
+    pub host_sockets: MapHandle,
 }
 
 /// One self-test observation (`struct syva_selftest`).
@@ -418,6 +430,52 @@ impl Dataplane for BpfDataplane {
         delete_absent_ok(&self.maps.comms, bytes(&comm_key(from, to)), "syva_comms")
     }
 
+    fn host_socket(&self, zone: ZoneId, socket: FileKey) -> Result<bool> {
+        let v = self
+            .maps
+            .host_sockets
+            .lookup(bytes(&host_socket_key(zone, socket)), MapFlags::ANY)
+            .map_err(map_err("syva_host_sockets", "lookup"))?;
+        Ok(v.is_some())
+    }
+
+    fn put_host_socket(&self, zone: ZoneId, socket: FileKey) -> Result<()> {
+        self.maps
+            .host_sockets
+            .update(bytes(&host_socket_key(zone, socket)), &[1u8], MapFlags::ANY)
+            .map_err(update_err(
+                "syva_host_sockets",
+                self.caps.max_host_sockets,
+                "--max-host-sockets",
+            ))
+    }
+
+    fn delete_host_socket(&self, zone: ZoneId, socket: FileKey) -> Result<()> {
+        delete_absent_ok(
+            &self.maps.host_sockets,
+            bytes(&host_socket_key(zone, socket)),
+            "syva_host_sockets",
+        )
+    }
+
+    fn host_sockets(&self) -> Result<Vec<(ZoneId, FileKey)>> {
+        Ok(self
+            .maps
+            .host_sockets
+            .keys()
+            .filter_map(|k| decode::<types::syva_host_socket_key>(&k))
+            .map(|k| {
+                (
+                    ZoneId(k.zone_id),
+                    FileKey {
+                        dev: k.dev,
+                        ino: k.ino,
+                    },
+                )
+            })
+            .collect())
+    }
+
     fn config_flags(&self) -> Result<u32> {
         Ok(self.read_config()?.flags)
     }
@@ -485,6 +543,7 @@ mod tests {
         assert_eq!(size_of::<types::syva_config>(), 8);
         assert_eq!(size_of::<types::syva_selftest>(), 32);
         assert_eq!(size_of::<types::syva_event>(), 112);
+        assert_eq!(size_of::<types::syva_host_socket_key>(), 24);
     }
 
     #[test]

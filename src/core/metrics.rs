@@ -66,6 +66,14 @@ fn describe() {
     describe_gauge!("syva_max_zones", "Zone capacity (max_zones)");
     describe_gauge!("syva_audit_mode", "1 when node-wide audit mode is on");
     describe_gauge!("syva_build_info", "Build information");
+    describe_gauge!(
+        "syva_adapter_problems",
+        "Problems adapters of this source last reported (ReportAdapter)"
+    );
+    describe_gauge!(
+        "syva_adapter_last_sync_timestamp_seconds",
+        "When adapters of this source last completed a full reconcile (Unix time)"
+    );
 }
 
 /// Bring every metric up to date (called before each scrape).
@@ -109,6 +117,22 @@ pub fn refresh(engine: &Engine) {
     }
     gauge!("syva_max_zones").set(f64::from(dp.capacities().max_zones));
     gauge!("syva_audit_mode").set(f64::from(u8::from(engine.registry.audit())));
+    let mut by_source: std::collections::BTreeMap<String, (usize, f64)> = Default::default();
+    for a in engine.adapters() {
+        let e = by_source.entry(a.source.clone()).or_default();
+        e.0 += a.problems.len();
+        if let Some(t) = a
+            .last_sync
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        {
+            e.1 = e.1.max(t.as_secs_f64());
+        }
+    }
+    for (source, (problems, last_sync)) in by_source {
+        // `source` is validated (1..=64 bytes) and is one per adapter kind.
+        gauge!("syva_adapter_problems", "source" => source.clone()).set(problems as f64);
+        gauge!("syva_adapter_last_sync_timestamp_seconds", "source" => source).set(last_sync);
+    }
     gauge!(
         "syva_build_info",
         "version" => env!("CARGO_PKG_VERSION"),

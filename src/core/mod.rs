@@ -185,6 +185,7 @@ pub async fn run(args: CoreArgs) -> Result<(), RoleError> {
         max_members: args.max_members,
         max_files: args.max_protected_files,
         max_comms: args.max_comms,
+        max_host_sockets: args.max_host_sockets,
     };
     let socket_opts = rpc::SocketOptions {
         mode: args.socket_mode,

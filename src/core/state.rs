@@ -64,6 +64,8 @@ pub enum Intent {
     DeleteFile { key: FileKey },
     PutComm { from: ZoneId, to: ZoneId },
     DeleteComm { from: ZoneId, to: ZoneId },
+    PutHostSocket { zone: ZoneId, socket: FileKey },
+    DeleteHostSocket { zone: ZoneId, socket: FileKey },
     SetConfig { flags: u32 },
 }
 
@@ -74,6 +76,7 @@ enum Undo {
     Member(CgroupId, Option<Member>),
     File(FileKey, Option<FileOwner>),
     Comm(ZoneId, ZoneId, bool),
+    HostSocket(ZoneId, FileKey, bool),
     Config(u32),
 }
 
@@ -154,6 +157,8 @@ struct Zone {
     members: BTreeSet<String>,
     /// Files the walk of the policy's host paths produced (what userspace put).
     files: HashMap<FileKey, u32>,
+    /// Host sockets the zone may use, resolved from allowed_host_sockets.
+    host_sockets: HashSet<FileKey>,
 }
 
 impl Zone {
@@ -327,6 +332,17 @@ impl Registry {
                     undo.push(Undo::Comm(from, to, old));
                 }
             }
+            Intent::PutHostSocket { zone, socket } => {
+                let old = dp.host_socket(zone, socket)?;
+                dp.put_host_socket(zone, socket)?;
+                undo.push(Undo::HostSocket(zone, socket, old));
+            }
+            Intent::DeleteHostSocket { zone, socket } => {
+                if dp.host_socket(zone, socket)? {
+                    dp.delete_host_socket(zone, socket)?;
+                    undo.push(Undo::HostSocket(zone, socket, true));
+                }
+            }
             Intent::SetConfig { flags } => {
                 let old = dp.config_flags()?;
                 dp.set_config_flags(flags)?;
@@ -347,6 +363,8 @@ impl Registry {
                 Undo::File(k, None) => dp.delete_file(k),
                 Undo::Comm(a, b, true) => dp.put_comm(a, b),
                 Undo::Comm(a, b, false) => dp.delete_comm(a, b),
+                Undo::HostSocket(z, k, true) => dp.put_host_socket(z, k),
+                Undo::HostSocket(z, k, false) => dp.delete_host_socket(z, k),
                 Undo::Config(flags) => dp.set_config_flags(flags),
             };
             if let Err(e) = r {
@@ -402,6 +420,7 @@ impl Registry {
         let removed_keys: HashSet<FileKey> = hostpath::walk(&removed, limit)
             .map(|v| v.into_iter().map(|f| f.key).collect())
             .unwrap_or_default();
+        let sockets = resolve_host_sockets(&policy)?;
         let current_files = self.dp.files()?;
 
         let mut inner = lock(&self.inner);
@@ -453,6 +472,23 @@ impl Registry {
                 intents.push(Intent::DeleteFile { key: *k });
             }
         }
+        let old_sockets = inner
+            .zones
+            .get(name)
+            .map(|z| z.host_sockets.clone())
+            .unwrap_or_default();
+        for k in sockets.difference(&old_sockets) {
+            intents.push(Intent::PutHostSocket {
+                zone: id,
+                socket: *k,
+            });
+        }
+        for k in old_sockets.difference(&sockets) {
+            intents.push(Intent::DeleteHostSocket {
+                zone: id,
+                socket: *k,
+            });
+        }
         let zone = Zone {
             id,
             policy,
@@ -464,6 +500,7 @@ impl Registry {
                 .map(|z| z.members.clone())
                 .unwrap_or_default(),
             files: desired,
+            host_sockets: sockets,
         };
         intents.insert(
             0,
@@ -599,6 +636,11 @@ impl Registry {
         for (cg, m) in self.dp.members()? {
             if m.zone == id {
                 intents.push(Intent::DeleteMember { cgroup: cg });
+            }
+        }
+        for (z, socket) in self.dp.host_sockets()? {
+            if z == id {
+                intents.push(Intent::DeleteHostSocket { zone: id, socket });
             }
         }
         let explicit: BTreeSet<_> = inner
@@ -1151,6 +1193,22 @@ fn walk_error(policy: &ZonePolicy, e: WalkError) -> CoreError {
     }
 }
 
+/// Socket files named by the policy, as (dev, ino) keys. Each must exist
+/// and be a socket: a typo must not silently allow nothing.
+fn resolve_host_sockets(policy: &ZonePolicy) -> Result<HashSet<FileKey>, CoreError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut out = HashSet::new();
+    for (i, p) in policy.allowed_host_sockets.iter().enumerate() {
+        let field = || format!("policy.allowed_host_sockets[{i}]");
+        let md = std::fs::metadata(p).map_err(|e| FieldError::new(field(), format!("{p}: {e}")))?;
+        if !md.file_type().is_socket() {
+            return Err(FieldError::new(field(), format!("{p} is not a Unix socket")).into());
+        }
+        out.insert(FileKey::from_stat(md.dev(), md.ino()));
+    }
+    Ok(out)
+}
+
 fn zone_table(inner: &Inner) -> BTreeMap<ZoneName, (ZoneId, &ZonePolicy)> {
     inner
         .zones
@@ -1197,4 +1255,283 @@ fn comm_intents(
             .map(|&(from, to)| Intent::DeleteComm { from, to }),
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::dataplane::{Capacities, MemoryDataplane};
+
+    struct Fixture {
+        dp: Arc<MemoryDataplane>,
+        reg: Registry,
+        signals: Arc<Signals>,
+        cg: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let dp = Arc::new(MemoryDataplane::new(Capacities::default()));
+        let cg = tempfile::tempdir().unwrap();
+        let signals = Arc::new(Signals::default());
+        let reg = Registry::new(dp.clone(), CgroupFs::new(cg.path()), signals.clone());
+        Fixture {
+            dp,
+            reg,
+            signals,
+            cg,
+        }
+    }
+
+    fn name(s: &str) -> ZoneName {
+        ZoneName::new(s).unwrap()
+    }
+
+    fn attach_req(id: &str, zone: &str, path: &str, generation: u64) -> AttachRequest {
+        AttachRequest {
+            container_id: id.into(),
+            pod: None,
+            cgroup: CgroupRef::Path(path.into()),
+            zone: name(zone),
+            source: "test".into(),
+            generation,
+            observed_at: None,
+        }
+    }
+
+    fn ino(p: &std::path::Path) -> CgroupId {
+        CgroupId(std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(p).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn zone_flags_follow_the_policy() {
+        let f = fixture();
+        let policy = ZonePolicy {
+            zone_type: ZoneType::Isolated,
+            mode: EnforcementMode::Audit,
+            allow_ptrace: true,
+            ..Default::default()
+        };
+        let r = f.reg.register_zone(&name("a"), policy, "t").unwrap();
+        let flags = f.dp.zone_flags(r.zone_id).unwrap();
+        assert_eq!(
+            flags,
+            zone_flags::ACTIVE
+                | zone_flags::AUDIT
+                | zone_flags::ALLOW_PTRACE
+                | zone_flags::ISOLATED
+        );
+        f.reg.remove_zone(&name("a"), false, "t").unwrap();
+        assert_eq!(
+            f.dp.zone_flags(r.zone_id).unwrap(),
+            0,
+            "removal clears the slot"
+        );
+    }
+
+    #[test]
+    fn declared_pairs_become_kernel_pairs_when_both_zones_exist() {
+        let f = fixture();
+        let p = |allowed: &[&str]| ZonePolicy {
+            allowed_zones: allowed.iter().map(|s| name(s)).collect(),
+            ..Default::default()
+        };
+        let a = f
+            .reg
+            .register_zone(&name("a"), p(&["b"]), "t")
+            .unwrap()
+            .zone_id;
+        // The peer does not exist yet: nothing in the kernel.
+        assert!(!f.dp.comm(a, ZoneId(2)).unwrap());
+        let b = f
+            .reg
+            .register_zone(&name("b"), p(&[]), "t")
+            .unwrap()
+            .zone_id;
+        assert!(
+            f.dp.comm(a, b).unwrap() && f.dp.comm(b, a).unwrap(),
+            "both directions"
+        );
+        f.reg.register_zone(&name("a"), p(&[]), "t").unwrap();
+        assert!(!f.dp.comm(a, b).unwrap() && !f.dp.comm(b, a).unwrap());
+    }
+
+    #[test]
+    fn failed_map_write_rolls_everything_back() {
+        let f = fixture();
+        let tree = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            std::fs::write(tree.path().join(i.to_string()), "x").unwrap();
+        }
+        let hp = HostPath {
+            path: tree.path().to_str().unwrap().into(),
+            recursive: true,
+        };
+        let policy = ZonePolicy {
+            host_paths: vec![hp],
+            ..Default::default()
+        };
+        // The zone slot and 10 files get written, then the dataplane fails.
+        f.dp.fail_write_after(11);
+        let e = f
+            .reg
+            .register_zone(&name("a"), policy.clone(), "t")
+            .unwrap_err();
+        assert!(matches!(e, CoreError::Dataplane(_)), "{e}");
+        assert_eq!(
+            f.dp.file_count().unwrap(),
+            0,
+            "files written before the failure were removed"
+        );
+        assert_eq!(f.dp.zone_flags(ZoneId(1)).unwrap(), 0);
+        assert!(f.reg.list_zones().is_empty(), "bookkeeping untouched");
+        assert_eq!(f.signals.map_write_failures.total(), 1);
+        assert_eq!(f.signals.rollback_failures.total(), 0);
+        let r = f.reg.register_zone(&name("a"), policy, "t").unwrap();
+        assert_eq!(r.protected_inodes, 21);
+        assert_eq!(r.zone_id, ZoneId(1));
+    }
+
+    #[test]
+    fn failed_attach_leaves_no_member_behind() {
+        let f = fixture();
+        f.reg
+            .register_zone(&name("a"), ZonePolicy::default(), "t")
+            .unwrap();
+        std::fs::create_dir_all(f.cg.path().join("pod/c1")).unwrap();
+        std::fs::create_dir_all(f.cg.path().join("pod/c2")).unwrap();
+        // Root entry and one descendant succeed, the second descendant fails.
+        f.dp.fail_write_after(2);
+        assert!(f.reg.attach(attach_req("x", "a", "pod", 1)).is_err());
+        assert_eq!(f.signals.rollback_failures.total(), 0);
+        assert!(
+            f.dp.members().unwrap().is_empty(),
+            "{:?}",
+            f.dp.members().unwrap()
+        );
+        assert!(f.reg.list_containers(None).is_empty());
+        let r = f.reg.attach(attach_req("x", "a", "pod", 1)).unwrap();
+        assert_eq!(r.cgroups_covered, 3);
+    }
+
+    #[test]
+    fn attach_maps_descendants_and_detach_unmaps_them() {
+        let f = fixture();
+        let zone = f
+            .reg
+            .register_zone(&name("a"), ZonePolicy::default(), "t")
+            .unwrap()
+            .zone_id;
+        let pod = f.cg.path().join("pod");
+        std::fs::create_dir_all(pod.join("c1/inner")).unwrap();
+        f.reg.attach(attach_req("x", "a", "pod", 1)).unwrap();
+        let m = f.dp.members().unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!(
+            f.dp.member(ino(&pod)).unwrap(),
+            Some(Member { zone, flags: 0 })
+        );
+        assert_eq!(
+            f.dp.member(ino(&pod.join("c1/inner"))).unwrap(),
+            Some(Member {
+                zone,
+                flags: MEMBER_INHERITED
+            })
+        );
+        // A cgroup created after attach (the kernel maps those; simulate
+        // its entry) is removed at detach too.
+        std::fs::create_dir_all(pod.join("later")).unwrap();
+        f.dp.put_member(
+            ino(&pod.join("later")),
+            Member {
+                zone,
+                flags: MEMBER_INHERITED,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            f.reg.detach("x", "test", 0).unwrap(),
+            MembershipOutcome::Applied
+        );
+        assert!(f.dp.members().unwrap().is_empty());
+    }
+
+    #[test]
+    fn nested_attach_in_the_same_zone_is_kept_on_parent_detach() {
+        let f = fixture();
+        f.reg
+            .register_zone(&name("a"), ZonePolicy::default(), "t")
+            .unwrap();
+        std::fs::create_dir_all(f.cg.path().join("pod/ctr")).unwrap();
+        f.reg.attach(attach_req("pod", "a", "pod", 1)).unwrap();
+        // The container cgroup is already mapped (inherited): attaching it
+        // directly makes it a direct member.
+        let r = f.reg.attach(attach_req("ctr", "a", "pod/ctr", 1)).unwrap();
+        assert_eq!(r.outcome, MembershipOutcome::Applied);
+        let ctr = ino(&f.cg.path().join("pod/ctr"));
+        assert_eq!(
+            f.dp.member(ctr).unwrap().map(|m| m.inherited()),
+            Some(false)
+        );
+        f.reg.detach("pod", "test", 0).unwrap();
+        assert!(
+            f.dp.member(ctr).unwrap().is_some(),
+            "the directly attached child stays"
+        );
+    }
+
+    #[test]
+    fn zone_removal_purges_kernel_tagged_files() {
+        let f = fixture();
+        let id = f
+            .reg
+            .register_zone(&name("a"), ZonePolicy::default(), "t")
+            .unwrap()
+            .zone_id;
+        // Entries the kernel added (inheritance) are unknown to the
+        // bookkeeping but must go with the zone, or a reused id would own them.
+        let key = FileKey { dev: 9, ino: 9 };
+        f.dp.put_file(
+            key,
+            FileOwner {
+                zone: id,
+                flags: file_flags::KERNEL | file_flags::DERIVED,
+            },
+        )
+        .unwrap();
+        f.reg.remove_zone(&name("a"), false, "t").unwrap();
+        assert_eq!(f.dp.file(key).unwrap(), None);
+    }
+
+    #[test]
+    fn kernel_tagged_files_survive_a_resync_of_the_same_paths() {
+        let f = fixture();
+        let tree = tempfile::tempdir().unwrap();
+        let policy = ZonePolicy {
+            host_paths: vec![HostPath {
+                path: tree.path().to_str().unwrap().into(),
+                recursive: true,
+            }],
+            ..Default::default()
+        };
+        let id = f
+            .reg
+            .register_zone(&name("a"), policy.clone(), "t")
+            .unwrap()
+            .zone_id;
+        // A kernel-tagged inode that the walk cannot see (e.g. created
+        // between the walk and the apply) is kept by a resync.
+        let key = FileKey {
+            dev: 1,
+            ino: 424_242,
+        };
+        let owner = FileOwner {
+            zone: id,
+            flags: file_flags::KERNEL | file_flags::DERIVED,
+        };
+        f.dp.put_file(key, owner).unwrap();
+        f.reg.register_zone(&name("a"), policy, "t").unwrap();
+        assert_eq!(f.dp.file(key).unwrap(), Some(owner));
+    }
 }

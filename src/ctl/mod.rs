@@ -91,6 +91,9 @@ pub enum ZoneCmd {
         /// Allow ptrace between tasks of this zone.
         #[arg(long)]
         allow_ptrace: bool,
+        /// Host Unix socket (file path) the zone may use; repeatable.
+        #[arg(long = "host-socket", value_name = "PATH")]
+        host_sockets: Vec<String>,
         /// Who manages the zone.
         #[arg(long, default_value = "ctl")]
         source: String,
@@ -283,6 +286,7 @@ async fn zone(api: &mut Api, cmd: ZoneCmd, json: bool) -> Result<(), RoleError> 
             recursive_paths,
             allowed,
             allow_ptrace,
+            host_sockets,
             source,
         } => {
             let mut host_paths: Vec<HostPath> = paths
@@ -313,6 +317,7 @@ async fn zone(api: &mut Api, cmd: ZoneCmd, json: bool) -> Result<(), RoleError> 
                     .map(|z| zone_name("--allow", z))
                     .collect::<Result<_, _>>()?,
                 allow_ptrace,
+                allowed_host_sockets: host_sockets,
             };
             let r = api
                 .register_zone(pb::RegisterZoneRequest {
@@ -552,6 +557,8 @@ async fn events(api: &mut Api, args: EventsArgs, json: bool) -> Result<(), RoleE
         .await
         .map_err(|e| from_status("events", e))?
         .into_inner();
+    // Core subscribed before answering: from here on nothing is missed.
+    eprintln!("syva ctl: watching events (Ctrl-C to stop)");
     let deadline = args
         .timeout
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));

@@ -7,7 +7,7 @@ pub mod zone;
 
 pub use zone::{
     CgroupId, EnforcementMode, FileKey, HostPath, MAX_ZONE_NAME_LEN, ZoneId, ZoneName,
-    ZoneNameError, ZonePolicy, ZoneType,
+    ZoneNameError, ZonePolicy, ZoneType, validate_abs_path,
 };
 
 /// Bad input, naming the offending field (e.g. `policy.host_paths[2].path`).

@@ -167,27 +167,31 @@ impl HostPath {
     /// An absolute, normalized path (no `.`/`..` components, no empty
     /// segments): what the zone owns must be unambiguous.
     pub fn validate(&self) -> Result<(), String> {
-        if self.path.is_empty() {
-            return Err("must not be empty".into());
-        }
-        if !self.path.starts_with('/') {
-            return Err(format!("{:?} is not an absolute path", self.path));
-        }
-        if self.path.contains('\0') {
-            return Err("must not contain NUL".into());
-        }
-        if self.path != "/"
-            && self.path[1..]
-                .split('/')
-                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
-        {
-            return Err(format!(
-                "{:?} is not normalized (no '.', '..', '//' or trailing '/')",
-                self.path
-            ));
-        }
-        Ok(())
+        validate_abs_path(&self.path)
     }
+}
+
+/// An absolute, normalized path (no `.`/`..`, `//` or trailing `/`).
+pub fn validate_abs_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} is not an absolute path"));
+    }
+    if path.contains('\0') {
+        return Err("must not contain NUL".into());
+    }
+    if path != "/"
+        && path[1..]
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+    {
+        return Err(format!(
+            "{path:?} is not normalized (no '.', '..', '//' or trailing '/')"
+        ));
+    }
+    Ok(())
 }
 
 /// What a zone is allowed to do; the same content for every adapter.
@@ -203,6 +207,9 @@ pub struct ZonePolicy {
     pub allowed_zones: Vec<ZoneName>,
     #[serde(default)]
     pub allow_ptrace: bool,
+    /// Host Unix socket files the zone may connect or send to.
+    #[serde(default)]
+    pub allowed_host_sockets: Vec<String>,
 }
 
 #[cfg(test)]

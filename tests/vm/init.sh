@@ -17,6 +17,7 @@ echo "@@GUEST-UP kernel=$(uname -r) lsm=$(cat /sys/kernel/security/lsm)"
 # Enable the cgroup controllers nothing needs: cgroup v2 alone is enough.
 syva core --log info >/tmp/core.log 2>&1 &
 CORE_PID=$!
+echo $CORE_PID >/run/syva/core.pid
 i=0
 while [ ! -S /run/syva/core.sock ] && [ $i -lt 300 ]; do
 	if ! kill -0 $CORE_PID 2>/dev/null; then break; fi

@@ -43,3 +43,27 @@ finish() {
 	if [ "$FAILS" -eq 0 ]; then echo "scenario ok"; exit 0; fi
 	echo "$FAILS check(s) failed"; exit 1
 }
+
+# spawn_in CGROUP CMD...: start CMD in the background inside CGROUP; $! is
+# its pid (the shell execs CMD).
+spawn_in() {
+	_cg=$1; shift
+	sh -c 'echo 0 > "$0/cgroup.procs" && exec "$@"' "$CG/$_cg" "$@" &
+}
+
+# capture_event FILE CMD...: watch events (JSON lines) and repeat CMD until
+# the watcher got one, so a late subscription cannot miss it.
+capture_event() {
+	_f=$1; shift
+	syva ctl --json events --count 1 --timeout 30 >"$_f" 2>"$_f.err" &
+	_ev=$!
+	_i=0
+	until grep -q watching "$_f.err" 2>/dev/null || [ $_i -gt 100 ]; do sleep 0.1; _i=$((_i + 1)); done
+	_i=0
+	while [ $_i -lt 40 ] && kill -0 $_ev 2>/dev/null; do
+		"$@" >/dev/null 2>&1
+		sleep 0.5
+		_i=$((_i + 1))
+	done
+	wait $_ev
+}

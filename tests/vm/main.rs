@@ -6,10 +6,14 @@
 //! Adding a scenario = adding a `NN-name.sh` file (see lib.sh for helpers).
 //!
 //! Environment:
-//! - SYVA_VM_KERNEL: kernel image (default: newest /boot/vmlinuz-*-cloud-amd64)
+//! - SYVA_VM_KERNELS: kernel images, colon-separated (default: newest
+//!   /boot/vmlinuz-*-cloud-amd64 and /var/cache/syva/kernels/vmlinuz-*)
 //! - SYVA_VM_TIMEOUT: seconds before the guest is killed (default 600)
 //! - SYVA_VM_KEEP: keep the work directory (initramfs, console log)
 //! - SYVA_VM_SKIP=1: report the scenarios as ignored (machines without QEMU)
+//! - SYVA_VM_ONLY=text: only scenarios whose name contains `text`
+//! - SYVA_VM_SCRIPT=tests/vm/demo.sh (or bench.sh): boot once (first kernel),
+//!   run only that script and print its output
 //!
 //! When the guest does not come up, every scenario fails with the console log.
 
@@ -26,7 +30,17 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 const MANIFEST: &str = env!("CARGO_MANIFEST_DIR");
 
+/// `SYVA_VM_SCRIPT=path` (make demo, make bench): run only that script
+/// and print its output.
+fn script_mode() -> Option<PathBuf> {
+    std::env::var_os("SYVA_VM_SCRIPT").map(|p| Path::new(MANIFEST).join(p))
+}
+
 fn scenarios() -> Vec<(String, PathBuf)> {
+    if let Some(script) = script_mode() {
+        return vec![("00-script".into(), script)];
+    }
+    let only = std::env::var("SYVA_VM_ONLY").ok();
     let dir = Path::new(MANIFEST).join("tests/vm/scenarios");
     let mut out: Vec<(String, PathBuf)> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
@@ -34,6 +48,7 @@ fn scenarios() -> Vec<(String, PathBuf)> {
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "sh"))
         .map(|p| (p.file_stem().unwrap().to_string_lossy().into_owned(), p))
+        .filter(|(name, _)| only.as_ref().is_none_or(|o| name.contains(o.as_str())))
         .collect();
     out.sort();
     out
@@ -48,26 +63,61 @@ struct Run {
     problem: Option<String>,
 }
 
-static RUN: OnceLock<Run> = OnceLock::new();
+/// One boot per kernel, shared by that kernel's scenarios.
+static RUNS: OnceLock<Vec<(PathBuf, OnceLock<Run>)>> = OnceLock::new();
 
-fn kernel() -> Result<PathBuf, String> {
-    if let Ok(k) = std::env::var("SYVA_VM_KERNEL") {
-        return Ok(PathBuf::from(k));
+fn run_for(kernel: &Path) -> &'static Run {
+    let runs = RUNS.get().expect("kernels listed in main");
+    let (k, cell) = runs
+        .iter()
+        .find(|(k, _)| k == kernel)
+        .expect("known kernel");
+    cell.get_or_init(|| boot(k))
+}
+
+/// Kernels to boot: SYVA_VM_KERNELS (colon-separated), else the newest
+/// /boot/vmlinuz-*-cloud-amd64 plus every kernel in /var/cache/syva/kernels
+/// (`make deps` puts Debian 12's 6.12 there).
+fn kernels() -> Result<Vec<PathBuf>, String> {
+    if let Ok(k) = std::env::var("SYVA_VM_KERNELS") {
+        return Ok(std::env::split_paths(&k).collect());
     }
-    let mut found: Vec<PathBuf> = fs::read_dir("/boot")
-        .map_err(|e| format!("reading /boot: {e}"))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p.file_name().unwrap().to_string_lossy().into_owned();
-            n.starts_with("vmlinuz-") && n.ends_with("-cloud-amd64")
-        })
-        .collect();
-    found.sort_by_key(|p| version_key(&p.to_string_lossy()));
-    found.pop().ok_or_else(|| {
-        "no /boot/vmlinuz-*-cloud-amd64: install linux-image-cloud-amd64 (make deps) or set SYVA_VM_KERNEL"
-            .to_owned()
-    })
+    let list = |dir: &str, filter: &dyn Fn(&str) -> bool| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| filter(&p.file_name().unwrap().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by_key(|p| version_key(&p.to_string_lossy()));
+        v
+    };
+    let boot = list("/boot", &|n| {
+        n.starts_with("vmlinuz-") && n.ends_with("-cloud-amd64")
+    });
+    let mut out: Vec<PathBuf> = boot.last().cloned().into_iter().collect();
+    out.extend(list("/var/cache/syva/kernels", &|n| {
+        n.starts_with("vmlinuz-")
+    }));
+    if out.is_empty() {
+        return Err(
+            "no /boot/vmlinuz-*-cloud-amd64: install linux-image-cloud-amd64 (make deps) \
+                    or set SYVA_VM_KERNELS"
+                .to_owned(),
+        );
+    }
+    Ok(out)
+}
+
+/// "6.1" from ".../vmlinuz-6.1.0-57-cloud-amd64".
+fn kernel_label(k: &Path) -> String {
+    let v = version_key(&k.file_name().unwrap_or_default().to_string_lossy());
+    match v.as_slice() {
+        [a, b, ..] => format!("{a}.{b}"),
+        _ => k.display().to_string(),
+    }
 }
 
 fn version_key(s: &str) -> Vec<u64> {
@@ -172,7 +222,7 @@ fn build_initramfs(work: &Path) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-fn boot() -> Run {
+fn boot(kernel: &Path) -> Run {
     let started = Instant::now();
     let failed = |problem: String, console: String| Run {
         results: BTreeMap::new(),
@@ -183,10 +233,6 @@ fn boot() -> Run {
     let work = match tempfile::Builder::new().prefix("syva-vm-").tempdir() {
         Ok(w) => w,
         Err(e) => return failed(format!("temp dir: {e}"), String::new()),
-    };
-    let kernel = match kernel() {
-        Ok(k) => k,
-        Err(e) => return failed(e, String::new()),
     };
     let qemu = match which("qemu-system-x86_64") {
         Ok(q) => q,
@@ -223,7 +269,7 @@ fn boot() -> Run {
             "-no-reboot",
         ])
         .args(["-net", "none", "-kernel"])
-        .arg(&kernel)
+        .arg(kernel)
         .arg("-initrd")
         .arg(&initrd)
         .args([
@@ -260,7 +306,8 @@ fn boot() -> Run {
         });
     }
     eprintln!(
-        "vm: guest ran {} scenarios in {:.1}s",
+        "vm: {} guest ran {} scenarios in {:.1}s",
+        kernel_label(kernel),
         run.results.len(),
         run.elapsed.as_secs_f64()
     );
@@ -305,8 +352,8 @@ fn section<'a>(console: &'a str, begin: &str, end: &str) -> &'a str {
         .unwrap_or("")
 }
 
-fn check(name: &str) -> Result<(), Failed> {
-    let run = RUN.get_or_init(boot);
+fn check(kernel: &Path, name: &str) -> Result<(), Failed> {
+    let run = run_for(kernel);
     if let Some(problem) = &run.problem {
         let tail: Vec<&str> = run.console.lines().rev().take(200).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -328,14 +375,54 @@ fn check(name: &str) -> Result<(), Failed> {
 }
 
 fn main() {
+    let kernels = match kernels() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("vm: {e}");
+            if std::env::var("SYVA_VM_SKIP").is_ok_and(|v| v == "1") {
+                return;
+            }
+            std::process::exit(1);
+        }
+    };
+    RUNS.set(
+        kernels
+            .iter()
+            .map(|k| (k.clone(), OnceLock::new()))
+            .collect(),
+    )
+    .expect("set once");
+    if script_mode().is_some() {
+        let run = run_for(&kernels[0]);
+        match (&run.problem, run.results.get("00-script")) {
+            (None, Some((rc, out))) => {
+                println!("{out}");
+                std::process::exit(if *rc == 0 { 0 } else { 1 });
+            }
+            _ => {
+                eprintln!(
+                    "{}\n{}",
+                    run.problem.as_deref().unwrap_or("no demo output"),
+                    run.console
+                );
+                std::process::exit(1);
+            }
+        }
+    }
     let args = Arguments::from_args();
     let skip = std::env::var("SYVA_VM_SKIP").is_ok_and(|v| v == "1");
-    let trials = scenarios()
-        .into_iter()
-        .map(|(name, _)| {
-            let n = name.clone();
-            Trial::test(format!("vm::{name}"), move || check(&n)).with_ignored_flag(skip)
-        })
-        .collect();
+    let mut trials = Vec::new();
+    // Interleave kernels so that the test threads boot them in parallel.
+    for (name, _) in scenarios() {
+        for k in &kernels {
+            let (k, n) = (k.clone(), name.clone());
+            trials.push(
+                Trial::test(format!("vm::{}::{name}", kernel_label(&k)), move || {
+                    check(&k, &n)
+                })
+                .with_ignored_flag(skip),
+            );
+        }
+    }
     libtest_mimic::run(&args, trials).exit();
 }
