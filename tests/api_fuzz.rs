@@ -7,9 +7,10 @@
 //! authentication that is not enforced, and (tests/api_fuzz/hooks.py) on a
 //! rejected request that changed core's state.
 //!
-//! Needs schemathesis: `python3 -m pip install -r tests/api_fuzz/requirements.txt`
-//! (tests/api_fuzz/install.sh). SYVA_FUZZ_EXAMPLES (default 25) bounds the
-//! examples per operation; the seed is fixed (SYVA_FUZZ_SEED to change it).
+//! Needs schemathesis: tests/api_fuzz/install.sh puts it in a venv at
+//! target/api-fuzz-venv, which this test uses ($PYTHON overrides).
+//! SYVA_FUZZ_EXAMPLES (default 25) bounds the examples per operation; the
+//! seed is fixed (SYVA_FUZZ_SEED to change it).
 
 mod api_support;
 mod common;
@@ -25,8 +26,20 @@ use syva::proto::pb;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api_fuzz");
 
+/// The interpreter: $PYTHON, else the venv tests/api_fuzz/install.sh
+/// makes ($SYVA_FUZZ_VENV or target/api-fuzz-venv), else python3.
 fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
+    if let Ok(p) = std::env::var("PYTHON") {
+        return p;
+    }
+    let venv = std::env::var_os("SYVA_FUZZ_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/api-fuzz-venv"))
+        .join("bin/python");
+    if venv.exists() {
+        return venv.to_string_lossy().into_owned();
+    }
+    "python3".to_owned()
 }
 
 /// Fail with the install command when schemathesis is missing.
@@ -38,8 +51,10 @@ fn require_schemathesis() {
     assert!(
         ok,
         "schemathesis is not installed for {}; install it with:\n  \
+         tests/api_fuzz/install.sh\n\
+         (a venv in target/api-fuzz-venv), or into an interpreter of your choice with\n  \
          python3 -m pip install -r tests/api_fuzz/requirements.txt\n\
-         (or tests/api_fuzz/install.sh; PYTHON=... selects the interpreter)",
+         and PYTHON=that-interpreter",
         python()
     );
 }

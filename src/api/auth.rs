@@ -79,8 +79,10 @@ impl Tokens {
                 mode,
             });
         }
-        if mode & 0o044 != 0 {
-            tracing::warn!(path = %path.display(), mode = format_args!("{mode:04o}"), "the token file is readable by group or others; chmod 600 it");
+        // Group read is how a service user reads a root-owned file (mode
+        // 0640, group syva); everyone reading it is a leak worth a warning.
+        if mode & 0o004 != 0 {
+            tracing::warn!(path = %path.display(), mode = format_args!("{mode:04o}"), "the token file is readable by every user of this host; chmod o-r it");
         }
         let text = fs::read_to_string(path).map_err(io_err)?;
         Self::parse(path, &text)
@@ -274,7 +276,7 @@ fn mutating(m: &Method) -> bool {
 
 /// Middleware: authenticate, then log every change with who made it and
 /// what came of it. Refused requests are logged too.
-pub async fn access(State(auth): State<Auth>, mut req: Request, next: Next) -> Response {
+pub async fn access(State(auth): State<Auth>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -298,7 +300,6 @@ pub async fn access(State(auth): State<Auth>, mut req: Request, next: Next) -> R
         tracing::warn!(%peer, %method, %path, host = ?req.headers().get(header::HOST), "request refused: Host is not local");
         return e.into_response();
     }
-    req.extensions_mut().insert(caller.clone());
     let started = Instant::now();
     let res = next.run(req).await;
     if mutating(&method) {

@@ -61,10 +61,6 @@ impl AppState {
         }
     }
 
-    pub fn core_timeout(&self) -> Duration {
-        self.inner.core_timeout
-    }
-
     /// Serializes the changes of this adapter that read state from core and
     /// write it back (e.g. removing one host path re-registers the zone's
     /// policy without it): two concurrent requests cannot lose each other's
