@@ -55,6 +55,9 @@ pub async fn run(st: AppState, instance: String) {
     }
 }
 
+/// The API keeps no desired state, so there is nothing to reconcile:
+/// `last_sync` is the time of the report, which keeps the adapter's
+/// last-sync metric fresh while the API runs and lets it go stale when not.
 async fn report(st: &AppState, instance: &str) {
     let req = pb::ReportAdapterRequest {
         source: SOURCE.to_owned(),

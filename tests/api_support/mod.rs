@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use syva::client::CoreClient;
 use syva::proto::pb;
 
-use crate::common::{SYVA, free_port};
+use crate::common::SYVA;
 
 pub const TOKEN: &str = "ci-token-0123456789abcdef0123456789abcdef";
 
@@ -85,6 +85,27 @@ pub struct Opts<'a> {
     pub tls: Option<(PathBuf, PathBuf, ureq::tls::TlsConfig)>,
 }
 
+/// The port from the "syva api listening addr=IP:PORT" log line.
+fn wait_listening(child: &mut Child, log: &Path) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(rest) = text
+            .lines()
+            .find(|l| l.contains("syva api listening"))
+            .and_then(|l| l.split("addr=").nth(1))
+        {
+            let addr = rest.split_whitespace().next().unwrap_or_default();
+            return addr.rsplit(':').next().unwrap().parse().unwrap();
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("syva api exited with {st}:\n{text}");
+        }
+        assert!(Instant::now() < deadline, "syva api did not start:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Api {
     pub fn start(socket: &Path) -> Self {
         Self::start_opts(socket, Opts::default())
@@ -102,11 +123,11 @@ impl Api {
 
     pub fn start_opts(socket: &Path, opts: Opts) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port().port();
+        // Port 0: the kernel picks a free port, read back from the log.
         let listen = opts
             .listen
             .clone()
-            .unwrap_or_else(|| format!("127.0.0.1:{port}"));
+            .unwrap_or_else(|| "127.0.0.1:0".to_owned());
         let log = dir.path().join("api.log");
         let mut cmd = Command::new(SYVA);
         cmd.args(["api", "--log", "info,syva=debug", "--listen", &listen])
@@ -128,15 +149,15 @@ impl Api {
         } else {
             "http"
         };
-        let child = cmd.spawn().expect("spawn syva api");
-        let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
+        let mut child = cmd.spawn().expect("spawn syva api");
+        let port = wait_listening(&mut child, &log);
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let host = if scheme == "https" {
             "localhost"
         } else {
             "127.0.0.1"
         };
-        let api = Api {
+        Api {
             child,
             addr,
             base: format!("{scheme}://{host}:{port}"),
@@ -144,20 +165,7 @@ impl Api {
             token,
             agent: agent(opts.tls.map(|t| t.2)),
             dir,
-        };
-        api.wait_listening();
-        api
-    }
-
-    fn wait_listening(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(self.addr).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("syva api did not start:\n{}", self.log_text());
     }
 
     pub fn log_text(&self) -> String {
