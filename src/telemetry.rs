@@ -36,7 +36,13 @@ pub struct LogArgs {
 
 /// Logs go to stderr (stdout is for command output).
 pub fn init(args: &LogArgs) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&args.log).map_err(|e| format!("--log {:?}: {e}", args.log))?;
+    let mut filter =
+        EnvFilter::try_new(&args.log).map_err(|e| format!("--log {:?}: {e}", args.log))?;
+    // notify (file watching) logs at info every watch the kernel dropped with
+    // its directory: routine on cgroupfs. Shown when asked for by name.
+    if !args.log.contains("notify") {
+        filter = filter.add_directive("notify=warn".parse().map_err(|e| format!("{e}"))?);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -42,6 +42,13 @@ impl Core {
         Self::spawn(dir, socket, cgroup_root, extra)
     }
 
+    /// Kill core (SIGKILL: its socket file stays behind, stale) without
+    /// starting it again; `restart()` brings it back.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Kill core and start it again on the same socket and cgroup root.
     pub fn restart(&mut self) {
         let _ = self.child.kill();
