@@ -68,6 +68,7 @@ bench: deps ## hook cost in the VM: ns per operation with and without Syva
 
 test: deps ## the whole suite: unit, integration over real sockets, VM enforcement
 	$(CARGO) fmt --all -- --check
+	tests/api_fuzz/install.sh
 	$(CARGO) test --release --locked --no-fail-fast
 
 lint: ## what every commit must pass besides the tests
