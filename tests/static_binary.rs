@@ -49,6 +49,16 @@ fn run_chrooted(root: &Path, argv: &[&str]) -> std::process::Output {
         c
     };
     cmd.arg(root).args(argv).env_clear();
+    // The copy was written by this (multi-threaded) test process: a child
+    // forked meanwhile by another test may still hold the write descriptor
+    // for an instant, and exec then fails with ETXTBSY. Retry that only.
+    for _ in 0..50 {
+        let out = cmd.output().expect("running chroot");
+        if !String::from_utf8_lossy(&out.stderr).contains("Text file busy") {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     cmd.output().expect("running chroot")
 }
 
