@@ -1,8 +1,8 @@
 //! `syva k8s`: the Kubernetes adapter of one node. Reconciles
 //! SyvaZonePolicy resources into zones of syva core (kube-runtime
-//! controller), attaches the pods of this node to their zones (pod watcher
-//! + level-based membership sync), re-applies everything when core
-//! restarts, and reports problems to core and in the policies' status.
+//! controller), attaches the pods of this node to their zones (a pod
+//! watcher and a level-based membership sync), re-applies everything when
+//! core restarts, and reports problems to core and in the policies' status.
 
 pub mod args;
 pub mod cgroups;

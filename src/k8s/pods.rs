@@ -400,7 +400,9 @@ mod tests {
             .unwrap()
             .as_micros() as u64;
         assert!(a <= now + 1 && a + 10_000_000 > now, "{a} vs {now}");
-        // A restarted adapter continues above the previous one.
+        // A restarted adapter (it takes more than a microsecond) continues
+        // above the previous one.
+        std::thread::sleep(std::time::Duration::from_millis(2));
         let g2 = Generations::default();
         assert!(g2.next() > a);
     }
