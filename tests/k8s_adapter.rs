@@ -626,3 +626,39 @@ fn missing_node_name_is_a_config_error() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--node-name"));
 }
+
+#[test]
+fn daemonset_uses_flags_the_binary_has() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/k8s/daemonset.yaml");
+    let ds: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let spec = &ds["spec"]["template"]["spec"];
+    let containers = spec["containers"].as_array().unwrap();
+    let mut roles = Vec::new();
+    for c in containers {
+        let args: Vec<&str> = c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        // clap rejects an unknown flag before it gets to --help.
+        let out = Command::new(SYVA)
+            .args(&args)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        roles.push(args[0]);
+        if args[0] == "k8s" {
+            let env = c["env"].as_array().unwrap();
+            assert!(env.iter().any(|e| e["name"] == "NODE_NAME"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"));
+        }
+    }
+    assert_eq!(roles, ["core", "k8s"]);
+    assert_eq!(spec["serviceAccountName"], "syva");
+}

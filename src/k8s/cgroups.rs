@@ -88,6 +88,21 @@ impl PodCgroups {
         None
     }
 
+    /// Every directory that holds pod cgroups (absolute), rescanning when
+    /// the last scan is old: what to watch for new pods.
+    pub fn parents(&self) -> Vec<PathBuf> {
+        let mut scan = self.scan.lock().unwrap_or_else(|p| p.into_inner());
+        if scan.at.is_none_or(|t| t.elapsed() >= RESCAN_INTERVAL) {
+            self.rescan(&mut scan);
+        }
+        self.configured
+            .iter()
+            .chain(scan.parents.iter())
+            .map(|p| self.root.join(p))
+            .filter(|p| p.is_dir())
+            .collect()
+    }
+
     fn lookup(&self, scanned: &BTreeSet<PathBuf>, uid: &str) -> Option<PodCgroup> {
         self.configured
             .iter()
@@ -266,6 +281,28 @@ mod tests {
         assert_eq!(
             cg.find_pod(UID).unwrap().path,
             format!("/custom/pods/pod{UID}")
+        );
+    }
+
+    #[test]
+    fn parents_are_the_kubepods_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        mk(
+            r,
+            "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-podx.slice/cri-containerd-1.scope",
+        );
+        mk(r, "kubepods.slice/kubepods-besteffort.slice");
+        mk(r, "system.slice/containerd.service");
+        let mut got = PodCgroups::new(r, &[]).parents();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                r.join("kubepods.slice"),
+                r.join("kubepods.slice/kubepods-besteffort.slice"),
+                r.join("kubepods.slice/kubepods-burstable.slice"),
+            ]
         );
     }
 

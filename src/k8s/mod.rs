@@ -172,14 +172,20 @@ pub async fn run(args: K8sArgs) -> Result<(), RoleError> {
         })
     };
 
+    let pod_cgroups = Arc::new(cgroups::PodCgroups::new(
+        cgroup_root,
+        &args.pod_cgroup_parents,
+    ));
+    let cgroup_watch = watch_pod_cgroups(pod_cgroups.clone(), membership_wake.clone());
     let membership = pods::Membership {
         core: core.clone(),
         node: node.clone(),
-        cgroups: cgroups::PodCgroups::new(cgroup_root, &args.pod_cgroup_parents),
+        cgroups: pod_cgroups,
         pods: pod_store,
         policies: policy_store.clone(),
         state: state.clone(),
         generations: pods::Generations::default(),
+        missing_since: Default::default(),
     };
     let sync_loop = membership_loop(
         membership,
@@ -212,9 +218,63 @@ pub async fn run(args: K8sArgs) -> Result<(), RoleError> {
         _ = sync_loop => tracing::error!("membership sync ended"),
         _ = boot_loop => tracing::error!("core watch ended"),
         _ = writer.run() => tracing::error!("status writer ended"),
+        _ = cgroup_watch => tracing::error!("pod cgroup watch ended"),
     }
     tracing::info!("syva k8s stopped; core keeps the zones and memberships in force");
     Ok(())
+}
+
+/// Wake the membership sync as soon as kubelet creates a pod cgroup, so a
+/// pod waiting for its cgroup is attached within milliseconds rather than
+/// at the next --pending-interval look-up.
+async fn watch_pod_cgroups(cgroups: Arc<cgroups::PodCgroups>, wake: Arc<Notify>) {
+    use inotify::{Inotify, WatchMask};
+    let inotify = match Inotify::init() {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch pod cgroups with inotify; pending pods are looked at every --pending-interval");
+            return std::future::pending().await;
+        }
+    };
+    let mut watches = inotify.watches();
+    let mut stream = match inotify.into_event_stream(vec![0u8; 4096]) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch pod cgroups with inotify; pending pods are looked at every --pending-interval");
+            return std::future::pending().await;
+        }
+    };
+    let mut watched = std::collections::BTreeSet::new();
+    loop {
+        // Parents come and go (QoS slices are created on demand).
+        watched.retain(|p: &std::path::PathBuf| p.is_dir());
+        for p in cgroups.parents() {
+            if watched.contains(&p) {
+                continue;
+            }
+            match watches.add(&p, WatchMask::CREATE | WatchMask::ONLYDIR) {
+                Ok(_) => {
+                    tracing::debug!(dir = %p.display(), "watching for new pod cgroups");
+                    watched.insert(p);
+                }
+                // Polling still finds the pods below it.
+                Err(e) => {
+                    tracing::warn!(dir = %p.display(), error = %e, "cannot watch for new pod cgroups")
+                }
+            }
+        }
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(Ok(_)) => wake.notify_one(),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "pod cgroup watch error");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                None => return,
+            },
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
 }
 
 /// Follow core's boot id: when core restarted, re-apply everything.
@@ -257,6 +317,9 @@ async fn watch_core(
     }
 }
 
+/// The slowest polling for pods whose cgroup has not appeared.
+const MAX_PENDING_WAIT: Duration = Duration::from_secs(2);
+
 async fn membership_loop(
     m: pods::Membership,
     wake: Arc<Notify>,
@@ -278,6 +341,7 @@ async fn membership_loop(
     let mut last_full = Instant::now();
     let mut first = true;
     let mut last_report: Option<(Instant, Vec<(String, String)>)> = None;
+    let mut pending_wait = pending_interval;
     loop {
         let full = first || last_full.elapsed() >= resync;
         let wait = match m.sync(full).await {
@@ -295,6 +359,7 @@ async fn membership_loop(
                         attached = r.attached,
                         detached = r.detached,
                         pending = r.pending,
+                        waiting_zone = r.waiting_zone,
                         "membership synced"
                     );
                 }
@@ -314,8 +379,16 @@ async fn membership_loop(
                     report(&m.core, &m.node, &problems).await;
                     last_report = Some((Instant::now(), problems));
                 }
+                // Pods waiting for their cgroup: inotify wakes us when it
+                // appears; polling is the fallback, slowing down while
+                // nothing changes.
+                if r.pending == 0 || r.attached > 0 {
+                    pending_wait = pending_interval;
+                }
                 if r.pending > 0 {
-                    pending_interval
+                    let w = pending_wait;
+                    pending_wait = (pending_wait * 2).min(MAX_PENDING_WAIT.max(pending_interval));
+                    w
                 } else {
                     resync
                 }

@@ -4,9 +4,9 @@
 //! source "k8s", then removes zones whose SyvaZonePolicy is gone.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
@@ -62,12 +62,19 @@ struct Want {
     uid: String,
 }
 
+/// A pod whose cgroup is not found for this long is reported: the cgroup
+/// root or layout is probably not what this adapter looks at.
+const CGROUP_MISSING_REPORT_AFTER: Duration = Duration::from_secs(30);
+
 /// The result of one pass.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Pods that belong to a zone but cannot be attached yet (no cgroup,
-    /// zone not registered yet): looked at again soon.
+    /// Pods that belong to a zone but whose cgroup does not exist yet:
+    /// looked at again soon.
     pub pending: usize,
+    /// Pods waiting for their zone to be registered (the policy controller
+    /// wakes the next pass when it is).
+    pub waiting_zone: usize,
     pub attached: usize,
     pub detached: usize,
     /// (object, message) to report to core.
@@ -80,11 +87,13 @@ pub struct Report {
 pub struct Membership {
     pub core: CoreClient,
     pub node: String,
-    pub cgroups: PodCgroups,
+    pub cgroups: Arc<PodCgroups>,
     pub pods: Store<Pod>,
     pub policies: Store<SyvaZonePolicy>,
     pub state: Arc<PolicyState>,
     pub generations: Generations,
+    /// Since when each pending pod (by uid) has had no cgroup.
+    pub missing_since: Mutex<BTreeMap<String, Instant>>,
 }
 
 /// A pod whose containers can no longer run needs no zone.
@@ -134,6 +143,9 @@ impl Membership {
 
         // Desired membership.
         let mut want: BTreeMap<String, Want> = BTreeMap::new();
+        let missing =
+            std::mem::take(&mut *self.missing_since.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut still_missing = BTreeMap::new();
         let mut pods = self.pods.state();
         pods.sort_by_key(|p| (p.namespace().unwrap_or_default(), p.name_any()));
         for pod in pods {
@@ -173,7 +185,7 @@ impl Membership {
                 // Registered by the controller soon; or owned by another
                 // source (the policy's status says so).
                 _ => {
-                    report.pending += 1;
+                    report.waiting_zone += 1;
                     continue;
                 }
             }
@@ -181,6 +193,19 @@ impl Membership {
             let Some(cg) = self.cgroups.find_pod(&uid) else {
                 tracing::debug!(pod = %format!("{ns}/{pod_name}"), uid, "pod cgroup not there yet");
                 report.pending += 1;
+                let since = missing.get(&uid).copied().unwrap_or_else(Instant::now);
+                still_missing.insert(uid.clone(), since);
+                if since.elapsed() >= CGROUP_MISSING_REPORT_AFTER {
+                    report.problems.push((
+                        format!("Pod/{ns}/{pod_name}"),
+                        format!(
+                            "selected by zone {} but no cgroup of pod {uid} found below {} for {}s: the pod is not in its zone",
+                            d.zone,
+                            self.cgroups.root().display(),
+                            since.elapsed().as_secs()
+                        ),
+                    ));
+                }
                 continue;
             };
             self.check_containers(&pod, &cg, &mut report);
@@ -196,6 +221,8 @@ impl Membership {
                 },
             );
         }
+
+        *self.missing_since.lock().unwrap_or_else(|p| p.into_inner()) = still_missing;
 
         // What core has.
         let have: BTreeMap<String, pb::Container> = api
