@@ -51,6 +51,24 @@ impl Adapter {
         Adapter { child, log }
     }
 
+    /// SIGTERM; the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "syva k8s did not stop on SIGTERM:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -583,13 +601,20 @@ async fn nodes_write_their_own_status_entries() {
         assert!(managers.contains(m), "{managers:?}");
     }
 
-    // The leader goes away: the other node takes the lease over.
+    // The leader stops (SIGTERM): it releases the lease, the other node
+    // takes it over; what core enforces is left in place.
     let (gone, stays, stays_log) = if holder == "node-a" {
         (a, "node-b", b.log.clone())
     } else {
         (b, "node-a", a.log.clone())
     };
-    drop(gone);
+    let gone_log = gone.log.clone();
+    let st = gone.terminate();
+    assert!(st.success(), "exit status {st}");
+    let text = std::fs::read_to_string(&gone_log).unwrap();
+    assert!(text.contains("status writer lease released"), "{text}");
+    assert_eq!(member(&core_a, &pa).await.unwrap().0, "n");
+    assert_eq!(member(&core_b, &pb_).await.unwrap().0, "n");
     wait_for("lease taken over", &[stays_log.as_path()], || async {
         let l = api.get("leases", "syva-system", "syva-k8s-status")?;
         (l["spec"]["holderIdentity"] == stays).then_some(())

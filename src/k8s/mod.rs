@@ -110,6 +110,7 @@ pub async fn run(args: K8sArgs) -> Result<(), RoleError> {
     let status_wake = Arc::new(Notify::new());
     let (boot_tx, boot_rx) = watch::channel(String::new());
     let (reconcile_all_tx, reconcile_all_rx) = mpsc::unbounded_channel::<()>();
+    let (stop_tx, stop_rx) = watch::channel(false);
 
     // Policies: one watch feeds the controller's store, the membership
     // sync and the status writer.
@@ -142,7 +143,7 @@ pub async fn run(args: K8sArgs) -> Result<(), RoleError> {
     });
     let controller = Controller::for_stream(policy_events, policy_store.clone())
         .reconcile_all_on(UnboundedReceiverStream::new(reconcile_all_rx))
-        .graceful_shutdown_on(telemetry::shutdown_signal())
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(policy::reconcile, policy::error_policy, ctx)
         .for_each(|r| async move {
             match r {
@@ -212,16 +213,34 @@ pub async fn run(args: K8sArgs) -> Result<(), RoleError> {
         lease_seconds: args.lease_seconds,
     };
 
+    let controller = tokio::spawn(controller);
+    let writer = tokio::spawn(writer.run(stopped(stop_rx)));
+    // Every arm but the signal runs forever: one ending is a bug, logged.
     tokio::select! {
-        _ = controller => tracing::info!("policy controller stopped"),
+        _ = telemetry::shutdown_signal() => {}
         _ = pod_watch => tracing::error!("pod watch ended"),
         _ = sync_loop => tracing::error!("membership sync ended"),
         _ = boot_loop => tracing::error!("core watch ended"),
-        _ = writer.run() => tracing::error!("status writer ended"),
         _ = cgroup_watch => tracing::error!("pod cgroup watch ended"),
+    }
+    stop_tx.send_replace(true);
+    // Let running reconciles finish and the lease be released.
+    let finished = tokio::time::timeout(Duration::from_secs(5), async {
+        let _ = controller.await;
+        let _ = writer.await;
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!("shutdown: the controller or the status writer did not stop within 5s");
     }
     tracing::info!("syva k8s stopped; core keeps the zones and memberships in force");
     Ok(())
+}
+
+/// Resolves once `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    // An error means the sender is gone: stopping too.
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 /// Wake the membership sync as soon as kubelet creates a pod cgroup, so a

@@ -190,7 +190,7 @@ impl Membership {
                 }
             }
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let Some(cg) = self.cgroups.find_pod(&uid) else {
+            let Some(cg) = self.cgroups.find_pod(cgroup_uid(&pod)) else {
                 tracing::debug!(pod = %format!("{ns}/{pod_name}"), uid, "pod cgroup not there yet");
                 report.pending += 1;
                 let since = missing.get(&uid).copied().unwrap_or_else(Instant::now);
@@ -408,6 +408,17 @@ impl Membership {
     }
 }
 
+/// The UID kubelet names the pod's cgroup after: a static pod's mirror in
+/// the API has a UID of its own, kubelet uses the config hash it carries.
+pub fn cgroup_uid(pod: &Pod) -> &str {
+    pod.annotations()
+        .get("kubernetes.io/config.mirror")
+        .map(String::as_str)
+        .filter(|h| !h.is_empty())
+        .or(pod.metadata.uid.as_deref())
+        .unwrap_or_default()
+}
+
 fn member_object(w: &Want) -> String {
     format!("Pod/{}/{}", w.namespace, w.name)
 }
@@ -415,6 +426,18 @@ fn member_object(w: &Want) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn static_pods_use_the_config_hash() {
+        let mut pod = Pod::default();
+        pod.metadata.uid = Some("api-uid".into());
+        assert_eq!(cgroup_uid(&pod), "api-uid");
+        pod.metadata.annotations = Some(BTreeMap::from([(
+            "kubernetes.io/config.mirror".to_owned(),
+            "6f1c0b0e4bb1c8f3e5f3f1b2a3c4d5e6".to_owned(),
+        )]));
+        assert_eq!(cgroup_uid(&pod), "6f1c0b0e4bb1c8f3e5f3f1b2a3c4d5e6");
+    }
 
     #[test]
     fn generations_increase_and_follow_the_clock() {

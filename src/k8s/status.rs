@@ -185,11 +185,11 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Take part in the election forever; write while leader.
-    pub async fn run(self) {
+    /// Join the election, retrying until the Lease API answers.
+    async fn lease_manager(&self) -> kube_lease_manager::LeaseManager {
         let mut backoff =
             crate::client::Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let manager = loop {
+        loop {
             let built = LeaseManagerBuilder::new(self.client.clone(), &self.lease_name)
                 .with_namespace(&self.lease_namespace)
                 .with_identity(&self.node)
@@ -199,15 +199,25 @@ impl Writer {
                 .build()
                 .await;
             match built {
-                Ok(m) => break m,
+                Ok(m) => return m,
                 Err(e) => {
                     let d = backoff.next_delay();
                     tracing::warn!(lease = %format!("{}/{}", self.lease_namespace, self.lease_name), error = %e, retry_in = ?d, "cannot take part in the status writer election; policies' overall conditions are written by another node or not at all");
                     tokio::time::sleep(d).await;
                 }
             }
+        }
+    }
+
+    /// Take part in the election until `stop`; write while leader. On stop
+    /// the lease is released, so another node takes over at once.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        let manager = tokio::select! {
+            m = self.lease_manager() => m,
+            _ = &mut stop => return,
         };
-        let (mut leader, _task) = manager.watch().await;
+        let (mut leader, task) = manager.watch().await;
         let _ = self.store.wait_until_ready().await;
         let mut was = false;
         loop {
@@ -220,6 +230,17 @@ impl Writer {
                 write_all(&self.api, &self.store).await;
             }
             tokio::select! {
+                _ = &mut stop => {
+                    // Closing the channel makes the lease manager release
+                    // the lease and end.
+                    drop(leader);
+                    match tokio::time::timeout(Duration::from_secs(3), task).await {
+                        Ok(Ok(Ok(_))) => tracing::info!("status writer lease released"),
+                        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "releasing the status writer lease failed; it expires by itself"),
+                        _ => tracing::warn!("releasing the status writer lease took too long; it expires by itself"),
+                    }
+                    return;
+                }
                 r = leader.changed() => if r.is_err() {
                     tracing::error!("the lease manager stopped; no longer writing overall status");
                     return;
