@@ -5,7 +5,8 @@
 //! nothing about them.
 //!
 //! `cargo bench --bench k8s_pod_attach` (SYVA_BENCH_PODS: pods per run,
-//! default 100).
+//! default 100; SYVA_BENCH_LOG: the adapter's log filter; SYVA_BENCH_KEEP:
+//! keep its log).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -89,13 +90,13 @@ async fn main() {
     let mut adapter = Command::new(common::SYVA)
         .args([
             "k8s",
-            "--log",
-            "warn",
             "--node-name",
             "bench-node",
             "--lease-namespace",
             "bench",
         ])
+        .arg("--log")
+        .arg(std::env::var("SYVA_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .arg("--core-socket")
@@ -208,4 +209,9 @@ async fn main() {
 
     let _ = adapter.kill();
     let _ = adapter.wait();
+    if std::env::var_os("SYVA_BENCH_KEEP").is_some() {
+        let kept = core.dir.path().to_path_buf();
+        std::mem::forget(core);
+        println!("adapter log kept in {}", kept.join("k8s.log").display());
+    }
 }

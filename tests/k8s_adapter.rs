@@ -687,3 +687,96 @@ fn daemonset_uses_flags_the_binary_has() {
     assert_eq!(roles, ["core", "k8s"]);
     assert_eq!(spec["serviceAccountName"], "syva");
 }
+
+/// The fake server answers like the real one where the adapter depends on
+/// it: server-side apply conflicts between field managers (409 unless
+/// forced), optimistic concurrency on replace (409), 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_api_conflicts_like_a_real_server() {
+    use kube::api::{Api, Patch, PatchParams, PostParams};
+    use syva::k8s::crd::SyvaZonePolicy;
+
+    let api = FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kc);
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kc).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let policies: Api<SyvaZonePolicy> = Api::all(client);
+    let created = policies
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(policy("c", "c", Path::new("/x"))).unwrap(),
+        )
+        .await
+        .unwrap();
+    let cond = |status: &str| {
+        json!({"apiVersion": "syva.dev/v1alpha1", "kind": "SyvaZonePolicy", "status": {
+            "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": status, "reason": "R", "message": "",
+                            "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    };
+    policies
+        .patch_status("c", &PatchParams::apply("one"), &Patch::Apply(cond("True")))
+        .await
+        .unwrap();
+    // Same value from another manager: shared ownership, no conflict.
+    policies
+        .patch_status("c", &PatchParams::apply("two"), &Patch::Apply(cond("True")))
+        .await
+        .unwrap();
+    // A different value while others own the field: 409.
+    let e = policies
+        .patch_status(
+            "c",
+            &PatchParams::apply("three"),
+            &Patch::Apply(cond("False")),
+        )
+        .await
+        .unwrap_err();
+    match e {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409, "{s:?}");
+            assert!(s.message.contains("conflict with \"one\""), "{}", s.message);
+        }
+        other => panic!("{other}"),
+    }
+    let forced = policies
+        .patch_status(
+            "c",
+            &PatchParams::apply("three").force(),
+            &Patch::Apply(cond("False")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.status.unwrap().conditions[0].status, "False");
+    // Status writes never change the spec's generation.
+    assert_eq!(forced.metadata.generation, Some(1));
+
+    // Replace with a stale resourceVersion: 409.
+    let mut stale = created.clone();
+    stale.spec.allow_ptrace = true;
+    let e = policies
+        .replace("c", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(matches!(&e, kube::Error::Api(s) if s.code == 409), "{e}");
+    let fresh = policies.get("c").await.unwrap();
+    let mut next = fresh.clone();
+    next.spec.allow_ptrace = true;
+    let replaced = policies
+        .replace("c", &PostParams::default(), &next)
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced.metadata.generation,
+        Some(2),
+        "a spec change bumps the generation"
+    );
+    assert!(matches!(policies.get("nope").await, Err(kube::Error::Api(s)) if s.code == 404));
+}

@@ -88,6 +88,12 @@ impl PodCgroups {
         None
     }
 
+    /// Forget the scanned parents: the next look-up scans again (a new
+    /// directory appeared where parents live).
+    pub fn invalidate(&self) {
+        self.scan.lock().unwrap_or_else(|p| p.into_inner()).at = None;
+    }
+
     /// Every directory that holds pod cgroups (absolute), rescanning when
     /// the last scan is old: what to watch for new pods.
     pub fn parents(&self) -> Vec<PathBuf> {
@@ -142,7 +148,7 @@ impl PodCgroups {
 }
 
 /// Is this directory name a pod's own cgroup (not a parent)?
-fn is_pod_dir(name: &str) -> bool {
+pub fn is_pod_dir(name: &str) -> bool {
     (name.starts_with("pod") && !name.ends_with(".slice")) || name.contains("-pod")
 }
 

@@ -265,9 +265,11 @@ async fn watch_pod_cgroups(cgroups: Arc<cgroups::PodCgroups>, wake: Arc<Notify>)
     };
     let mut watched = std::collections::BTreeSet::new();
     loop {
-        // Parents come and go (QoS slices are created on demand).
+        // Parents come and go (kubepods and the QoS slices appear when
+        // kubelet starts); the root is watched to see them appear.
         watched.retain(|p: &std::path::PathBuf| p.is_dir());
-        for p in cgroups.parents() {
+        let root = cgroups.root().to_path_buf();
+        for p in std::iter::once(root).chain(cgroups.parents()) {
             if watched.contains(&p) {
                 continue;
             }
@@ -284,7 +286,13 @@ async fn watch_pod_cgroups(cgroups: Arc<cgroups::PodCgroups>, wake: Arc<Notify>)
         }
         tokio::select! {
             ev = stream.next() => match ev {
-                Some(Ok(_)) => wake.notify_one(),
+                Some(Ok(ev)) => {
+                    // Not a pod: maybe a new parent to scan for and watch.
+                    if ev.name.as_deref().and_then(|n| n.to_str()).is_none_or(|n| !cgroups::is_pod_dir(n)) {
+                        cgroups.invalidate();
+                    }
+                    wake.notify_one();
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "pod cgroup watch error");
                     tokio::time::sleep(Duration::from_secs(1)).await;
