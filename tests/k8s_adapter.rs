@@ -34,7 +34,11 @@ impl Adapter {
             .unwrap_or(0);
         let log = core.dir.path().join(format!("k8s-{node}-{n}.log"));
         let child = Command::new(SYVA)
-            .args(["k8s", "--log", "debug,kube=info,tower=info,hyper=info"])
+            .args([
+                "k8s",
+                "--log",
+                "debug,kube=info,kube_lease_manager=debug,tower=info,hyper=info",
+            ])
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(["--node-name", node])

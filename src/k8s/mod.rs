@@ -237,6 +237,26 @@ pub async fn run(args: K8sArgs) -> Result<(), RoleError> {
     Ok(())
 }
 
+/// `Store::wait_until_ready`, safe with several waiting tasks: it wakes
+/// only the task that polled it last (a oneshot channel underneath), so a
+/// second waiter could sleep forever. Polling again now and then
+/// re-registers this task.
+pub(crate) async fn store_ready<K>(
+    store: &reflector::Store<K>,
+) -> Result<(), reflector::store::WriterDropped>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(r) =
+            tokio::time::timeout(Duration::from_millis(100), store.wait_until_ready()).await
+        {
+            return r;
+        }
+    }
+}
+
 /// Resolves once `stop` turns true.
 async fn stopped(mut stop: watch::Receiver<bool>) {
     // An error means the sender is gone: stopping too.
@@ -355,7 +375,7 @@ async fn membership_loop(
     pending_interval: Duration,
 ) {
     // An empty store before the first list would detach every pod: wait.
-    if m.pods.wait_until_ready().await.is_err() || m.policies.wait_until_ready().await.is_err() {
+    if store_ready(&m.pods).await.is_err() || store_ready(&m.policies).await.is_err() {
         tracing::error!("the watches ended before their first list");
         return;
     }

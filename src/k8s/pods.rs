@@ -249,10 +249,12 @@ impl Membership {
             let current = have
                 .get(id)
                 .is_some_and(|c| w.zone == c.zone && w.cgroup_path == c.cgroup_path);
-            if !current || reassert {
-                self.attach(id, w, &mut report).await?;
-            }
-            if !report.problems.iter().any(|(o, _)| o == &member_object(w)) {
+            let member = if !current || reassert {
+                self.attach(id, w, &mut report).await?
+            } else {
+                true
+            };
+            if member {
                 *report.members.entry(w.policy.clone()).or_default() += 1;
             }
         }
@@ -317,7 +319,8 @@ impl Membership {
         }
     }
 
-    async fn attach(&self, id: &str, w: &Want, report: &mut Report) -> Result<(), tonic::Status> {
+    /// Attach one pod; Ok(true) when it is a member now.
+    async fn attach(&self, id: &str, w: &Want, report: &mut Report) -> Result<bool, tonic::Status> {
         let req = |generation| pb::AttachContainerRequest {
             container_id: id.to_owned(),
             pod_namespace: w.namespace.clone(),
@@ -356,13 +359,13 @@ impl Membership {
                     tracing::info!(member = id, pod = %format!("{}/{}", w.namespace, w.name), zone = %w.zone, cgroup = %w.cgroup_path, cgroup_id = r.cgroup_id, covered = r.cgroups_covered, "attached");
                     report.attached += 1;
                 }
-                Ok(())
+                Ok(true)
             }
             Err(s) if s.code() == tonic::Code::Unavailable => Err(s),
             Err(s) if s.code() == tonic::Code::NotFound => {
                 // The zone or cgroup went away between listing and now.
                 report.pending += 1;
-                Ok(())
+                Ok(false)
             }
             Err(s) => {
                 tracing::warn!(member = id, error = %s.message(), "attach refused");
@@ -370,7 +373,7 @@ impl Membership {
                     member_object(w),
                     format!("attach to zone {}: {}", w.zone, s.message()),
                 ));
-                Ok(())
+                Ok(false)
             }
         }
     }

@@ -218,7 +218,12 @@ impl Writer {
             _ = &mut stop => return,
         };
         let (mut leader, task) = manager.watch().await;
-        let _ = self.store.wait_until_ready().await;
+        if super::store_ready(&self.store).await.is_err() {
+            tracing::error!(
+                "the policy watch ended before its first list; not writing overall status"
+            );
+            return;
+        }
         let mut was = false;
         loop {
             let is = *leader.borrow_and_update();
