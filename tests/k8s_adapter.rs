@@ -314,7 +314,54 @@ async fn policies_and_pods_converge() {
     // zone keeps its policy, members stay, the status says why.
     let p3 = pod(&api, "shop", "p3", "node-a", "web");
     pod_cgroup(&core, &p3);
-    wait_for("p3 attached", &logs, || member(&core, &p3)).await;
+    let (_, p3_cg) = wait_for("p3 attached", &logs, || member(&core, &p3)).await;
+
+    // A running container must have its cgroup below the pod's (here by
+    // containerd's systemd name); one that does not is reported.
+    let running = |restarts: u32| {
+        json!({"status": {"containerStatuses": [{
+            "name": "main", "image": "busybox", "imageID": "", "ready": true,
+            "restartCount": restarts, "containerID": "containerd://abc123",
+            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+        }]}})
+    };
+    api.merge("pods", "shop", "p3", running(0), true).unwrap();
+    let adapter_problems = || async {
+        let s = core
+            .client()
+            .await
+            .api()
+            .status(pb::StatusRequest {})
+            .await
+            .ok()?
+            .into_inner();
+        let a = s.adapters.into_iter().find(|a| a.source == "k8s")?;
+        Some(
+            a.problems
+                .into_iter()
+                .map(|p| format!("{}: {}", p.object, p.message))
+                .collect::<Vec<_>>(),
+        )
+    };
+    wait_for("uncovered container reported", &logs, || async {
+        adapter_problems()
+            .await?
+            .iter()
+            .any(|p| p.starts_with("Pod/shop/p3: container main (containerd://abc123) is running but has no cgroup below"))
+            .then_some(())
+    })
+    .await;
+    core.cgroup(&format!(
+        "{}/cri-containerd-abc123.scope",
+        p3_cg.trim_start_matches('/')
+    ));
+    api.merge("pods", "shop", "p3", running(1), true).unwrap();
+    wait_for(
+        "no more problem once the container cgroup is there",
+        &logs,
+        || async { adapter_problems().await?.is_empty().then_some(()) },
+    )
+    .await;
     api.merge(
         POLICIES,
         "",

@@ -34,6 +34,21 @@ pub struct PodCgroup {
     pub driver: Driver,
 }
 
+impl PodCgroup {
+    /// The pod cgroup at `path` (relative to `root`, as core reports it).
+    pub fn at(root: &Path, path: &str) -> Self {
+        PodCgroup {
+            path: path.to_owned(),
+            dir: root.join(path.trim_start_matches('/')),
+            driver: if path.ends_with(".slice") {
+                Driver::Systemd
+            } else {
+                Driver::Cgroupfs
+            },
+        }
+    }
+}
+
 /// Resolves pods to cgroups below one cgroup v2 root.
 #[derive(Debug)]
 pub struct PodCgroups {

@@ -215,13 +215,16 @@ pub async fn run(args: K8sArgs) -> Result<(), RoleError> {
 
     let controller = tokio::spawn(controller);
     let writer = tokio::spawn(writer.run(stopped(stop_rx)));
-    // Every arm but the signal runs forever: one ending is a bug, logged.
-    tokio::select! {
-        _ = telemetry::shutdown_signal() => {}
-        _ = pod_watch => tracing::error!("pod watch ended"),
-        _ = sync_loop => tracing::error!("membership sync ended"),
-        _ = boot_loop => tracing::error!("core watch ended"),
-        _ = cgroup_watch => tracing::error!("pod cgroup watch ended"),
+    // Every arm but the signal runs forever: one ending is a failure.
+    let ended: Option<&str> = tokio::select! {
+        _ = telemetry::shutdown_signal() => None,
+        _ = pod_watch => Some("the pod watch ended"),
+        _ = sync_loop => Some("the membership sync ended"),
+        _ = boot_loop => Some("the syva core watch ended"),
+        _ = cgroup_watch => Some("the pod cgroup watch ended"),
+    };
+    if let Some(what) = ended {
+        tracing::error!("{what}; stopping");
     }
     stop_tx.send_replace(true);
     // Let running reconciles finish and the lease be released.
@@ -234,7 +237,10 @@ pub async fn run(args: K8sArgs) -> Result<(), RoleError> {
         tracing::warn!("shutdown: the controller or the status writer did not stop within 5s");
     }
     tracing::info!("syva k8s stopped; core keeps the zones and memberships in force");
-    Ok(())
+    match ended {
+        None => Ok(()),
+        Some(what) => Err(RoleError::new(ExitKind::Other, what)),
+    }
 }
 
 /// `Store::wait_until_ready`, safe with several waiting tasks: it wakes

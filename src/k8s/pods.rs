@@ -140,6 +140,16 @@ impl Membership {
             .map(|z| (z.name.clone(), z))
             .collect();
         let zones = self.zones();
+        // What core has.
+        let have: BTreeMap<String, pb::Container> = api
+            .list_containers(pb::ListContainersRequest::default())
+            .await?
+            .into_inner()
+            .containers
+            .into_iter()
+            .filter(|c| c.source == SOURCE)
+            .map(|c| (c.container_id.clone(), c))
+            .collect();
 
         // Desired membership.
         let mut want: BTreeMap<String, Want> = BTreeMap::new();
@@ -190,7 +200,22 @@ impl Membership {
                 }
             }
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            let Some(cg) = self.cgroups.find_pod(cgroup_uid(&pod)) else {
+            let id = member_id(&uid);
+            // Already attached there and the directory is still there:
+            // keep it, whatever a look-up says.
+            let attached = have.get(&id).filter(|c| {
+                c.zone == d.zone.as_str()
+                    && self
+                        .cgroups
+                        .root()
+                        .join(c.cgroup_path.trim_start_matches('/'))
+                        .is_dir()
+            });
+            let found = match attached {
+                Some(c) => Some(cgroups::PodCgroup::at(self.cgroups.root(), &c.cgroup_path)),
+                None => self.cgroups.find_pod(cgroup_uid(&pod)),
+            };
+            let Some(cg) = found else {
                 tracing::debug!(pod = %format!("{ns}/{pod_name}"), uid, "pod cgroup not there yet");
                 report.pending += 1;
                 let since = missing.get(&uid).copied().unwrap_or_else(Instant::now);
@@ -210,7 +235,7 @@ impl Membership {
             };
             self.check_containers(&pod, &cg, &mut report);
             want.insert(
-                member_id(&uid),
+                id,
                 Want {
                     zone: d.zone.to_string(),
                     policy: (*policy).clone(),
@@ -223,17 +248,6 @@ impl Membership {
         }
 
         *self.missing_since.lock().unwrap_or_else(|p| p.into_inner()) = still_missing;
-
-        // What core has.
-        let have: BTreeMap<String, pb::Container> = api
-            .list_containers(pb::ListContainersRequest::default())
-            .await?
-            .into_inner()
-            .containers
-            .into_iter()
-            .filter(|c| c.source == SOURCE)
-            .map(|c| (c.container_id.clone(), c))
-            .collect();
 
         // Leavers and movers first: core refuses to move a member.
         for (id, c) in &have {
