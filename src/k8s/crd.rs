@@ -24,6 +24,7 @@ pub const MAX_LIST_ITEMS: usize = 256;
     plural = "syvazonepolicies",
     shortname = "szp",
     status = "SyvaZonePolicyStatus",
+    doc = "A Syva zone: the pods it contains (podSelector, namespaces) and the policy enforced on them by every node. The object name is the zone name.",
     validation = Rule::new("size(self.metadata.name) <= 63").message("metadata.name is the zone name: at most 63 characters"),
     printcolumn = r#"{"name":"Type","type":"string","jsonPath":".spec.zoneType"}"#,
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
