@@ -178,6 +178,7 @@ fn scan_parents(root: &Path, rel: &Path, depth: usize, out: &mut BTreeSet<PathBu
     let Ok(entries) = fs::read_dir(root.join(rel)) else {
         return;
     };
+    // An entry that cannot be read (removed meanwhile) is no parent.
     for e in entries.flatten() {
         if !e.file_type().is_ok_and(|t| t.is_dir()) {
             continue;

@@ -229,6 +229,8 @@ pub async fn run(args: K8sArgs) -> Result<(), RoleError> {
     stop_tx.send_replace(true);
     // Let running reconciles finish and the lease be released.
     let finished = tokio::time::timeout(Duration::from_secs(5), async {
+        // A panic in either was already reported by the panic hook;
+        // stopping is all that is left to do.
         let _ = controller.await;
         let _ = writer.await;
     })

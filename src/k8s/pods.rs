@@ -117,6 +117,7 @@ impl Membership {
             if let Some(d) = self
                 .state
                 .applied(&name)
+                // An invalid spec selects nothing; the controller reports it.
                 .or_else(|| policy::desired(&p).ok())
             {
                 out.insert(name, d);
@@ -199,6 +200,7 @@ impl Membership {
                     continue;
                 }
             }
+            // Every stored pod has a uid; an empty one matches no cgroup.
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let id = member_id(&uid);
             // Already attached there and the directory is still there:

@@ -99,6 +99,8 @@ pub fn desired(obj: &SyvaZonePolicy) -> Result<Desired, FieldError> {
     })
 }
 
+/// kube's `Selector::try_from(LabelSelector)` does the same conversion but
+/// its errors do not say which expression is wrong: this one names the field.
 fn selector(
     s: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
 ) -> Result<Selector, FieldError> {
