@@ -210,7 +210,11 @@ async fn main() {
     let _ = adapter.kill();
     let _ = adapter.wait();
     if std::env::var_os("SYVA_BENCH_KEEP").is_some() {
+        let mut core = core;
+        let _ = core.child.kill();
+        let _ = core.child.wait();
         let kept = core.dir.path().to_path_buf();
+        // Keep the directory: Core's drop would delete it.
         std::mem::forget(core);
         println!("adapter log kept in {}", kept.join("k8s.log").display());
     }
