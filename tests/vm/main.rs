@@ -179,6 +179,15 @@ fn build_initramfs(work: &Path) -> Result<PathBuf, String> {
     copy_exec(&which("busybox")?, &root.join("bin/busybox"))?;
     copy_exec(&syva, &root.join("usr/bin/syva"))?;
     copy_exec(&probe, &root.join("usr/bin/vmprobe"))?;
+    // The fake Kubernetes API server the k8s scenarios run `syva k8s` against.
+    let k8sfake = probe.with_file_name("k8sfake");
+    if !k8sfake.is_file() {
+        return Err(format!(
+            "{} not found (cargo test builds it; cargo build --examples too)",
+            k8sfake.display()
+        ));
+    }
+    copy_exec(&k8sfake, &root.join("usr/bin/k8sfake"))?;
     for (link, _) in syva::cli::ROLE_NAMES {
         std::os::unix::fs::symlink("syva", root.join("usr/bin").join(link))
             .map_err(|e| e.to_string())?;
