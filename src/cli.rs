@@ -40,8 +40,7 @@ One binary, several roles. Run a role as `syva <role>` or through its symlink \
 (syva-core, syva-file, syva-k8s, syva-api, syvactl).
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 configuration or input, 4 kernel or \
-privileges not supported, 5 BPF load/attach failed, 6 syva core unavailable, \
-7 role not implemented in this build.";
+privileges not supported, 5 BPF load/attach failed, 6 syva core unavailable.";
 
 #[derive(Debug, Parser)]
 #[command(name = "syva", version = VERSION, about = ABOUT, long_about = LONG_ABOUT, propagate_version = true)]

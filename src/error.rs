@@ -17,8 +17,6 @@ pub enum ExitKind {
     Bpf,
     /// 6: syva core is unreachable or refused the request.
     Unavailable,
-    /// 7: the role is not implemented in this build.
-    NotImplemented,
 }
 
 impl ExitKind {
@@ -30,7 +28,6 @@ impl ExitKind {
             ExitKind::Unsupported => 4,
             ExitKind::Bpf => 5,
             ExitKind::Unavailable => 6,
-            ExitKind::NotImplemented => 7,
         }
     }
 }
