@@ -112,6 +112,13 @@ pub fn main() -> ExitCode {
         eprintln!("syva: {e}");
         return ExitCode::from(ExitKind::Usage.code());
     }
+    if matches!(cli.role, Role::Ctl(_)) {
+        // A command-line client piped into `head` should stop quietly like
+        // other tools (Rust ignores SIGPIPE, which makes println! panic).
+        // The daemons keep ignoring it: they write to sockets.
+        // SAFETY: sets a signal disposition before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -915,3 +915,30 @@ fn socket_mode_that_opens_the_api_to_everyone_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("any local user"));
 }
+
+#[test]
+fn ctl_output_into_a_closed_pipe_ends_quietly() {
+    // `syva ctl --json status | head -1`: the reader closes the pipe early;
+    // the client must not panic (it ends on SIGPIPE like any command-line tool).
+    use std::io::Read;
+    use std::process::Stdio;
+    let core = Core::start();
+    let mut child = std::process::Command::new(common::SYVA)
+        .args(["ctl", "--json", "--socket"])
+        .arg(&core.socket)
+        .arg("status")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before any output
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+}

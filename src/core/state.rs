@@ -818,7 +818,7 @@ impl Registry {
             CgroupRef::Path(p) => self
                 .cgroups
                 .resolve(p)
-                .map_err(|e| cgroup_error("cgroup_path", e))?,
+                .map_err(|e| cgroup_error(&self.cgroups, "cgroup_path", e))?,
             CgroupRef::Id(id) => {
                 if id.0 == 0 {
                     return Err(FieldError::new("cgroup_id", "must not be 0").into());
@@ -827,7 +827,7 @@ impl Registry {
                     *id,
                     self.cgroups
                         .find(*id)
-                        .map_err(|e| cgroup_error("cgroup_id", e))?,
+                        .map_err(|e| cgroup_error(&self.cgroups, "cgroup_id", e))?,
                 )
             }
         };
@@ -965,7 +965,7 @@ impl Registry {
             Ok(d) => d,
             Err(e) => {
                 self.rollback_root(cgroup);
-                return Err(cgroup_error("cgroup_path", e));
+                return Err(cgroup_error(&self.cgroups, "cgroup_path", e));
             }
         };
         let mut intents = Vec::new();
@@ -1169,11 +1169,17 @@ fn validate_source(source: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn cgroup_error(field: &str, e: CgroupError) -> CoreError {
+/// Cgroup lookup errors for API callers: names relative to the cgroup v2
+/// root (the host's mount point is not the caller's business).
+fn cgroup_error(cgroups: &CgroupFs, field: &str, e: CgroupError) -> CoreError {
     match e {
-        CgroupError::NoSuchCgroup { .. } | CgroupError::NoSuchId(_) => CoreError::NotFound {
+        CgroupError::NoSuchCgroup { path } => CoreError::NotFound {
             what: "cgroup",
-            name: e.to_string(),
+            name: cgroups.relative(&path),
+        },
+        CgroupError::NoSuchId(id) => CoreError::NotFound {
+            what: "cgroup with id",
+            name: id.to_string(),
         },
         other => FieldError::new(field, other.to_string()).into(),
     }
