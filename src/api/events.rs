@@ -10,10 +10,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures::{Stream, StreamExt, stream};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
-use crate::model::view::{EventView, Verdict as ModelVerdict};
 use crate::proto::{self, pb};
 
 use super::error::{ApiError, Kind};
@@ -22,74 +19,12 @@ use super::state::AppState;
 /// How long EventSource clients wait before reconnecting.
 const RECONNECT_HINT: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// The operation was denied.
-    Deny,
-    /// It would have been denied; allowed by audit mode.
-    Audit,
-}
-
-/// One deny or would-deny decision of the kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct Event {
-    #[schema(format = DateTime)]
-    pub time: String,
-    /// LSM hook, e.g. `file_open`.
-    pub hook: String,
-    pub verdict: Verdict,
-    pub reason: String,
-    pub pid: u32,
-    pub tgid: u32,
-    pub comm: String,
-    pub cgroup_id: u64,
-    /// Zone of the acting task (empty: the host).
-    pub caller_zone: String,
-    pub caller_zone_id: u32,
-    /// Zone of the target (empty: the host).
-    pub target_zone: String,
-    pub target_zone_id: u32,
-    /// Registered path of the target file when known, else its last component.
-    pub path: String,
-    pub target_dev: u64,
-    pub target_ino: u64,
-    pub target_pid: u32,
-    pub target_cgroup_id: u64,
-    /// Events this stream lost (too slow) just before this one.
-    pub dropped_before: u64,
-}
-
-impl Event {
-    fn from_view(e: EventView) -> Self {
-        Self {
-            time: e.time,
-            hook: e.hook,
-            verdict: match e.verdict {
-                ModelVerdict::Deny => Verdict::Deny,
-                ModelVerdict::Audit => Verdict::Audit,
-            },
-            reason: e.reason,
-            pid: e.pid,
-            tgid: e.tgid,
-            comm: e.comm,
-            cgroup_id: e.cgroup_id,
-            caller_zone: e.caller_zone,
-            caller_zone_id: e.caller_zone_id,
-            target_zone: e.target_zone,
-            target_zone_id: e.target_zone_id,
-            path: e.path,
-            target_dev: e.target_dev,
-            target_ino: e.target_ino,
-            target_pid: e.target_pid,
-            target_cgroup_id: e.target_cgroup_id,
-            dropped_before: e.dropped_before,
-        }
-    }
-}
+/// Events are served as the model's view of them (`model::view::EventView`,
+/// published as `Event` in the OpenAPI document).
+pub use crate::model::view::{EventView as Event, Verdict};
 
 fn sse_event(e: &pb::Event) -> SseEvent {
-    let event = Event::from_view(proto::event_view(e));
+    let event = proto::event_view(e);
     let name = match event.verdict {
         Verdict::Deny => "deny",
         Verdict::Audit => "audit",

@@ -1,11 +1,15 @@
 //! JSON shapes of the API's objects, as printed by `syva ctl --json` and
-//! served by `syva api`. Enums are lowercase strings, times RFC 3339.
+//! served by `syva api`. Enums are lowercase strings, times RFC 3339. The
+//! `ToSchema` derives describe them in the REST API's OpenAPI document
+//! (schema names as published there).
 
 use serde::{Deserialize, Serialize};
 
 use super::{ZoneId, ZonePolicy};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Health as core reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = EngineHealth)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     Healthy,
@@ -105,38 +109,49 @@ pub struct CommPairView {
     pub origins: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ProgramAttachment)]
 pub struct AttachmentView {
     pub program: String,
     pub hook: String,
     pub attached: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Decisions of one LSM hook since core started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = HookCounters)]
 pub struct HookCountersView {
     pub hook: String,
     pub allow: u64,
     pub deny: u64,
+    /// Would-deny decisions allowed by audit mode.
     pub audit: u64,
+    /// Kernel read failures.
     pub error: u64,
+    /// Events that did not fit in the ring buffer.
     pub lost: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = SelfTest)]
 pub struct SelfTestView {
     pub name: String,
     pub passed: bool,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// State of syva core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Status)]
 pub struct StatusView {
     pub version: String,
     pub git_commit: String,
+    /// Changes every time core starts; core forgets everything on restart.
     pub boot_id: String,
     pub uptime_seconds: u64,
     pub health: Health,
     pub health_reasons: Vec<String>,
+    /// `bpf` (kernel enforcement) or `memory` (test fake, enforces nothing).
     pub dataplane: String,
     pub attachments: Vec<AttachmentView>,
     pub zones: u32,
@@ -144,6 +159,7 @@ pub struct StatusView {
     pub max_zones: u32,
     pub protected_inodes: u64,
     pub max_protected_inodes: u64,
+    /// Node-wide audit mode: nothing is denied, would-denies are reported.
     pub audit_mode: bool,
     pub hooks: Vec<HookCountersView>,
     pub self_tests: Vec<SelfTestView>,
@@ -154,33 +170,45 @@ pub struct StatusView {
     pub adapters: Vec<AdapterStatusView>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = AdapterProblem)]
 pub struct AdapterProblemView {
+    /// What the problem is about (a file, `namespace/name` of a resource).
     pub object: String,
     pub message: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What an adapter (`file`, `k8s`, `api`) last reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = AdapterStatus)]
 pub struct AdapterStatusView {
     pub source: String,
     pub instance: String,
     pub problems: Vec<AdapterProblemView>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub last_sync: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime)]
     pub reported_at: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
+    /// The operation was denied.
     Deny,
+    /// It would have been denied; allowed by audit mode.
     Audit,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One deny or would-deny decision of the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Event)]
 pub struct EventView {
+    #[schema(format = DateTime)]
     pub time: String,
+    /// LSM hook, e.g. `file_open`.
     pub hook: String,
     pub verdict: Verdict,
     pub reason: String,
@@ -188,14 +216,18 @@ pub struct EventView {
     pub tgid: u32,
     pub comm: String,
     pub cgroup_id: u64,
+    /// Zone of the acting task (empty: the host).
     pub caller_zone: String,
     pub caller_zone_id: u32,
+    /// Zone of the target (empty: the host).
     pub target_zone: String,
     pub target_zone_id: u32,
+    /// Registered path of the target file when known, else its last component.
     pub path: String,
     pub target_dev: u64,
     pub target_ino: u64,
     pub target_pid: u32,
     pub target_cgroup_id: u64,
+    /// Events this stream lost (too slow) just before this one.
     pub dropped_before: u64,
 }
