@@ -353,7 +353,8 @@ async fn register(
     }
 }
 
-fn condition(
+/// A condition whose transition time moves only when its status does.
+pub(super) fn condition(
     type_: &str,
     status: bool,
     reason: &str,

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use super::crd::SyvaZonePolicy;
-use super::now_time;
 use super::policy::{self, same_conditions};
 
 /// Field manager of the overall conditions, whichever node writes them.
@@ -22,30 +21,6 @@ pub const FIELD_MANAGER: &str = "syva-k8s/status";
 
 /// Most node failures named in the Degraded message.
 const MAX_NAMED: usize = 8;
-
-fn cond(
-    type_: &str,
-    ok: bool,
-    reason: &str,
-    message: String,
-    generation: i64,
-    prev: &[Condition],
-) -> Condition {
-    let status = if ok { "True" } else { "False" };
-    let last_transition_time = prev
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(now_time);
-    Condition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: Some(generation),
-        last_transition_time,
-    }
-}
 
 /// The overall conditions of a policy: (generation, [Ready, Degraded]).
 pub fn overall(obj: &SyvaZonePolicy) -> (i64, Vec<Condition>) {
@@ -55,7 +30,9 @@ pub fn overall(obj: &SyvaZonePolicy) -> (i64, Vec<Condition>) {
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or(&[]);
-    let c = |t: &str, ok, reason: &str, msg: String| cond(t, ok, reason, msg, generation, prev);
+    let c = |t: &str, ok, reason: &str, msg: String| {
+        policy::condition(t, ok, reason, msg, generation, prev)
+    };
     if let Err(e) = policy::desired(obj) {
         let m = e.to_string();
         return (
